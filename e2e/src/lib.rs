@@ -1,1 +1,169 @@
-//! placeholder
+//! Shared support of the integration and end-to-end tests: the local stack's endpoints and
+//! credentials, real clients for Kafka and coredms, and waiting on a condition with a deadline.
+//!
+//! Tests never mock the servers they talk to; when the stack is not running they fail with a
+//! message that says how to start it.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use rdkafka::ClientConfig;
+
+/// Endpoints and admin credentials of the running local stack, as its env file gives them.
+#[derive(Clone)]
+pub struct Stack {
+    vars: HashMap<String, String>,
+}
+
+impl Stack {
+    /// Reads the stack's env file (`$MYSIMBDP_ENV_FILE`, or the default under
+    /// `~/.local/state/mysimbdp/env`) the way a shell does, by sourcing it; variables already in
+    /// the environment take precedence.
+    pub fn load() -> Self {
+        let path = std::env::var_os("MYSIMBDP_ENV_FILE").map(PathBuf::from).unwrap_or_else(default_env_file);
+        assert!(
+            path.is_file(),
+            "the local stack's env file {} does not exist; start the stack with `make stack-up`",
+            path.display()
+        );
+        let output = Command::new("bash")
+            .args(["-c", ". \"$1\" && env -0", "source-env"])
+            .arg(&path)
+            .output()
+            .expect("bash runs");
+        assert!(
+            output.status.success(),
+            "sourcing {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut vars: HashMap<String, String> = String::from_utf8_lossy(&output.stdout)
+            .split('\0')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| k.starts_with("MYSIMBDP_") || *k == "KUBECONFIG")
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for (key, value) in std::env::vars() {
+            if key.starts_with("MYSIMBDP_") || key == "KUBECONFIG" {
+                vars.insert(key, value);
+            }
+        }
+        Self { vars }
+    }
+
+    /// A variable of the env file; panics with the variable's name when the stack did not set it.
+    pub fn var(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is missing from the local stack's env file; run `make stack-up` again"))
+    }
+
+    /// The repository's top directory.
+    pub fn repo_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ has a parent").to_path_buf()
+    }
+
+    /// Kafka client settings with the given SCRAM credentials.
+    pub fn kafka_config(&self, user: &str, password: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.var("MYSIMBDP_KAFKA_BOOTSTRAP"))
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanism", self.var("MYSIMBDP_KAFKA_SASL_MECHANISM"))
+            .set("sasl.username", user)
+            .set("sasl.password", password);
+        config
+    }
+
+    /// Kafka client settings of the platform's admin.
+    pub fn kafka_admin_config(&self) -> ClientConfig {
+        self.kafka_config(self.var("MYSIMBDP_KAFKA_ADMIN_USER"), self.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD"))
+    }
+
+    /// A coredms client authenticated as the given user.
+    pub async fn coredms_client(&self, user: &str, password: &str) -> mongodb::Client {
+        let mut options = mongodb::options::ClientOptions::parse(self.var("MYSIMBDP_COREDMS_URL"))
+            .await
+            .expect("MYSIMBDP_COREDMS_URL is a valid MongoDB URL");
+        let mechanism: mongodb::options::AuthMechanism =
+            self.var("MYSIMBDP_COREDMS_AUTH_MECHANISM").parse().expect("a known auth mechanism");
+        options.credential = Some(
+            mongodb::options::Credential::builder()
+                .username(user.to_owned())
+                .password(password.to_owned())
+                .mechanism(mechanism)
+                .source(self.vars.get("MYSIMBDP_COREDMS_AUTH_SOURCE").cloned())
+                .build(),
+        );
+        options.server_selection_timeout = Some(Duration::from_secs(10));
+        mongodb::Client::with_options(options).expect("coredms client options are valid")
+    }
+
+    /// A coredms client authenticated as the platform's admin.
+    pub async fn coredms_admin(&self) -> mongodb::Client {
+        self.coredms_client(self.var("MYSIMBDP_COREDMS_ADMIN_USER"), self.var("MYSIMBDP_COREDMS_ADMIN_PASSWORD")).await
+    }
+
+    /// Runs a Kafka command-line tool class of the stack's Kafka (e.g.
+    /// `org.apache.kafka.tools.ConfigCommand`) with the admin's client config; returns stdout
+    /// or panics with the tool's output.
+    pub fn kafka_tool(&self, class: &str, args: &[&str]) -> String {
+        let stack = Self::repo_dir().join("e2e/stack");
+        let script = format!(". {0}/lib.sh; . {0}/kafka.sh; kafka_cli \"$@\"", stack.display());
+        let output = Command::new("bash")
+            .args(["-c", &script, "kafka_cli", class])
+            .args(args)
+            .envs(&self.vars)
+            .output()
+            .expect("bash runs");
+        assert!(
+            output.status.success(),
+            "{class} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `kubectl` of the local control plane with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(Path::new(self.var("MYSIMBDP_KUBE_BIN")).join("kubectl"));
+        cmd.env("KUBECONFIG", self.var("KUBECONFIG"));
+        cmd
+    }
+}
+
+fn default_env_file() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    state.join("mysimbdp/env")
+}
+
+/// A name unique to this test run, for topics, databases and users that tests create.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

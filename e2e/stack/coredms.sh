@@ -271,8 +271,8 @@ except OperationFailure as e:
     sys.exit("error: %s (%s): %s" % (e.details.get("codeName", "?") if e.details else "?", e.code, str(e).split(", full error")[0]))
 except PyMongoError as e:
     sys.exit("error: %s: %s" % (type(e).__name__, e))
-finally:
-    client.close()
+# No client.close(): it sends endSessions, which FerretDB v1 does not implement, and every
+# health-check poll would log a CommandNotFound warning. The process exits here anyway.
 PY
 }
 
@@ -295,13 +295,20 @@ _coredms_initdb() {
   chown "$user:" "$tmp"
   chmod 700 "$tmp"
   log "coredms: initdb $pg (superuser $COREDMS_ADMIN_USER)"
-  _coredms_secret coredms-admin.password |
-    _coredms_as_pg "$(_coredms_pgbin)/initdb" -D "$tmp" --username="$COREDMS_ADMIN_USER" --pwfile=/dev/stdin \
-      --auth=scram-sha-256 --encoding=UTF8 --no-locale >"$LOG_DIR/initdb.log" 2>&1 || {
+  # initdb reads the password from a file that the server account can open (a pipe from
+  # root on /dev/stdin is not); it lives only for the duration of initdb.
+  local pwfile=$st/initdb.pw
+  rm -f "$pwfile"
+  (umask 077 && _coredms_secret coredms-admin.password >"$pwfile") && chown "$user:" "$pwfile" ||
+    die "coredms: cannot write $pwfile"
+  _coredms_as_pg "$(_coredms_pgbin)/initdb" -D "$tmp" --username="$COREDMS_ADMIN_USER" --pwfile="$pwfile" \
+    --auth=scram-sha-256 --encoding=UTF8 --no-locale >"$LOG_DIR/initdb.log" 2>&1 || {
+    rm -f "$pwfile"
     log_tail "$LOG_DIR/initdb.log" 30
     rm -rf "$tmp"
     die "coredms: initdb failed"
   }
+  rm -f "$pwfile"
   # Only loopback TCP and the private socket, both with SCRAM; nothing is trusted.
   cat >"$tmp/pg_hba.conf" <<'EOF'
 # Written by e2e/stack/coredms.sh at initdb time.
@@ -391,10 +398,14 @@ coredms_up() {
     # used for its own PostgreSQL connections. PGPASSFILE=/dev/null and no PGUSER/PGPASSWORD
     # keep the driver from finding a default identity for clients that did not authenticate.
     # --debug-addr=- : no HTTP debug/metrics listener (it would take 127.0.0.1:8088).
+    # URL parameters: no TLS attempt before every plain connection (the server has none);
+    # FerretDB keeps one pool per PostgreSQL user with up to 50 connections by default, far
+    # more than a test needs when each tenant is a user; idle connections are closed after
+    # a minute (FerretDB only applies its own idle default when the parameter is present).
     PROC_EXE=$fhome/bin/ferretdb proc_start coredms-ferretdb "$LOG_DIR/ferretdb.log" \
       env -u PGPASSWORD -u PGUSER -u PGDATABASE -u PGSERVICE PGPASSFILE=/dev/null \
       "$fhome/bin/ferretdb" --handler=postgresql \
-      --postgresql-url="postgres://127.0.0.1:$MYSIMBDP_POSTGRES_PORT/$COREDMS_DATABASE" \
+      --postgresql-url="postgres://127.0.0.1:$MYSIMBDP_POSTGRES_PORT/$COREDMS_DATABASE?sslmode=disable&pool_max_conns=8&pool_max_conn_idle_time=1m" \
       --listen-addr="127.0.0.1:$MYSIMBDP_COREDMS_PORT" --state-dir="$st/ferretdb" \
       --telemetry=disable --debug-addr=- --log-level=info
   fi

@@ -198,3 +198,417 @@ kube_build() {
   cached_build kwok "$KWOK_VERSION" _kube_build_kwok >/dev/null || return 1
   cached_build helm "$HELM_VERSION" _kube_build_helm >/dev/null || return 1
 }
+
+# ---------------------------------------------------------------------------------------------
+# Certificates and kubeconfigs
+
+# First address of the service range: the ClusterIP of the `kubernetes` service, which the
+# serving certificate must name.
+_kube_first_service_ip() {
+  local a b c d n
+  IFS=. read -r a b c d <<<"${KUBE_SERVICE_CIDR%/*}"
+  n=$(((a << 24) + (b << 16) + (c << 8) + d + 1))
+  printf '%d.%d.%d.%d\n' $((n >> 24 & 255)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255))
+}
+
+# _kube_cert NAME SUBJECT USAGE [SAN]: key and certificate NAME.{key,crt} signed by the CA in
+# the current directory. USAGE is serverAuth or clientAuth.
+_kube_cert() {
+  local name=$1 subject=$2 usage=$3 san=${4:-}
+  {
+    printf 'basicConstraints = critical, CA:FALSE\n'
+    printf 'keyUsage = critical, digitalSignature, keyEncipherment\n'
+    printf 'extendedKeyUsage = %s\n' "$usage"
+    [ -z "$san" ] || printf 'subjectAltName = %s\n' "$san"
+  } >"$name.ext"
+  openssl genrsa -out "$name.key" 2048 2>/dev/null &&
+    openssl req -new -key "$name.key" -subj "$subject" -out "$name.csr" &&
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -days 3650 -sha256 -extfile "$name.ext" -out "$name.crt" 2>/dev/null &&
+    rm -f "$name.csr" "$name.ext"
+}
+
+# Made once into a partial directory and renamed when whole, like the builds, so that an
+# interrupted run never leaves a CA without the certificates it should have signed. The
+# service-account key pair lives here too: new keys would invalidate every issued token.
+_kube_pki() {
+  [ -f "$KUBE_PKI_DIR/.complete" ] && return 0
+  command -v openssl >/dev/null || die "openssl is needed to make the control plane's certificates"
+  rm -rf "$KUBE_PKI_DIR" "$KUBE_PKI_DIR".partial.*
+  local tmp=$KUBE_PKI_DIR.partial.$$ service_ip
+  service_ip=$(_kube_first_service_ip)
+  mkdir -p "$tmp" && chmod 700 "$tmp"
+  log "creating the control plane's certificates in $KUBE_PKI_DIR"
+  if ! (
+    cd "$tmp" &&
+      openssl genrsa -out ca.key 2048 2>/dev/null &&
+      openssl req -x509 -new -key ca.key -subj "/CN=mysimbdp-local-ca" -days 3650 -sha256 \
+        -addext 'basicConstraints = critical, CA:TRUE' \
+        -addext 'keyUsage = critical, keyCertSign, cRLSign, digitalSignature' -out ca.crt &&
+      _kube_cert apiserver "/CN=kube-apiserver" serverAuth \
+        "IP:127.0.0.1, IP:$service_ip, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" &&
+      _kube_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth &&
+      _kube_cert admin "/O=system:masters/CN=mysimbdp-admin" clientAuth &&
+      _kube_cert controller-manager "/CN=system:kube-controller-manager" clientAuth &&
+      _kube_cert scheduler "/CN=system:kube-scheduler" clientAuth &&
+      _kube_cert kwok "/O=system:masters/CN=kwok-controller" clientAuth &&
+      _kube_cert kwok-serving "/CN=kwok-kubelet" serverAuth "IP:127.0.0.1, DNS:localhost" &&
+      openssl genrsa -out service-account.key 2048 2>/dev/null &&
+      openssl rsa -in service-account.key -pubout -out service-account.pub 2>/dev/null &&
+      chmod 600 ./*.key && date -u +%FT%TZ >.complete
+  ); then
+    rm -rf "$tmp"
+    die "creating certificates with openssl failed"
+  fi
+  mv "$tmp" "$KUBE_PKI_DIR"
+}
+
+# _kube_kubeconfig FILE CLIENT: a kubeconfig for the client certificate CLIENT.{crt,key},
+# with everything embedded so that it can be copied anywhere. Written whole, then renamed,
+# because tests may read the admin one while the stack starts.
+_kube_kubeconfig() {
+  local file=$1 client=$2 pki=$KUBE_PKI_DIR
+  mkdir -p "$(dirname "$file")"
+  cat >"$file.tmp" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: $KUBE_CLUSTER_NAME
+  cluster:
+    server: https://127.0.0.1:$MYSIMBDP_APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $client
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/$client.crt")
+    client-key-data: $(base64 -w0 "$pki/$client.key")
+contexts:
+- name: $KUBE_CLUSTER_NAME
+  context:
+    cluster: $KUBE_CLUSTER_NAME
+    user: $client
+current-context: $KUBE_CLUSTER_NAME
+KUBECONFIG
+  chmod 600 "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+_kube_kubeconfigs() {
+  _kube_kubeconfig "$KUBE_ADMIN_KUBECONFIG" admin
+  _kube_kubeconfig "$KUBE_CONFIGS_DIR/controller-manager.kubeconfig" controller-manager
+  _kube_kubeconfig "$KUBE_CONFIGS_DIR/scheduler.kubeconfig" scheduler
+  _kube_kubeconfig "$KUBE_CONFIGS_DIR/kwok.kubeconfig" kwok
+}
+
+# ---------------------------------------------------------------------------------------------
+# Health checks, each a single probe for wait_until
+
+_kube_kubectl() { "$KUBE_K8S_DIR/bin/kubectl" --kubeconfig "$KUBE_ADMIN_KUBECONFIG" "$@"; }
+
+# Probes keep the whole answer before looking at it: a reader that stops early (grep -q) can
+# fail the writer with SIGPIPE under pipefail.
+_kube_etcd_healthy() {
+  local body
+  body=$(curl -fsS --max-time 2 "http://127.0.0.1:$MYSIMBDP_ETCD_PORT/health") &&
+    [[ $body == *'"health":"true"'* ]]
+}
+
+_kube_apiserver_ready() {
+  [ "$(curl -fsS --max-time 3 --cacert "$KUBE_PKI_DIR/ca.crt" --cert "$KUBE_PKI_DIR/admin.crt" \
+    --key "$KUBE_PKI_DIR/admin.key" "https://127.0.0.1:$MYSIMBDP_APISERVER_PORT/readyz")" = ok ]
+}
+
+# kube-controller-manager and kube-scheduler serve /healthz without authentication and with a
+# certificate they make themselves, hence -k.
+_kube_component_healthy() {
+  [ "$(curl -fsSk --max-time 2 "https://127.0.0.1:$1/healthz")" = ok ]
+}
+
+_kube_kwok_healthy() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$MYSIMBDP_KWOK_PORT/healthz" >/dev/null
+}
+
+_kube_node_names() {
+  local i
+  for ((i = 0; i < KUBE_NODE_COUNT; i++)); do printf 'kwok-node-%d\n' "$i"; done
+}
+
+_kube_nodes_ready() {
+  local name
+  for name in $(_kube_node_names); do
+    [ "$(_kube_kubectl get node "$name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ] ||
+      return 1
+  done
+}
+
+_kube_default_sa_exists() {
+  _kube_kubectl -n default get serviceaccount default >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+_kube_start_etcd() {
+  if ! proc_alive etcd; then
+    require_free_port "$MYSIMBDP_ETCD_PORT" etcd MYSIMBDP_ETCD_PORT
+    require_free_port "$MYSIMBDP_ETCD_PEER_PORT" "etcd (peer)" MYSIMBDP_ETCD_PEER_PORT
+    mkdir -p "$KUBE_STATE_DIR/etcd" && chmod 700 "$KUBE_STATE_DIR/etcd"
+    local client=http://127.0.0.1:$MYSIMBDP_ETCD_PORT peer=http://127.0.0.1:$MYSIMBDP_ETCD_PEER_PORT
+    # Plain HTTP is enough on loopback, where only this stack connects. Skipping fsync keeps
+    # the many small writes of a test run cheap; a killed etcd loses nothing by it (the page
+    # cache survives), only a crash of the whole machine could.
+    proc_start etcd "$LOG_DIR/etcd.log" "$KUBE_ETCD_DIR/bin/etcd" \
+      --name mysimbdp --data-dir "$KUBE_STATE_DIR/etcd" \
+      --listen-client-urls "$client" --advertise-client-urls "$client" \
+      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+      --initial-cluster "mysimbdp=$peer" --initial-cluster-state new \
+      --unsafe-no-fsync --log-level warn
+  fi
+  wait_until "etcd on 127.0.0.1:$MYSIMBDP_ETCD_PORT" 30 "$LOG_DIR/etcd.log" etcd _kube_etcd_healthy
+}
+
+_kube_start_apiserver() {
+  if ! proc_alive kube-apiserver; then
+    require_free_port "$MYSIMBDP_APISERVER_PORT" kube-apiserver MYSIMBDP_APISERVER_PORT
+    local pki=$KUBE_PKI_DIR
+    # Admission plugins stay at their defaults (NamespaceLifecycle, LimitRanger,
+    # ServiceAccount, PodSecurity, ResourceQuota, the webhooks and policies, ...), as on a real
+    # cluster. The kubelet of every fake node is kwok's server on loopback, reached by
+    # InternalIP only, so no request ever leaves 127.0.0.1.
+    proc_start kube-apiserver "$LOG_DIR/kube-apiserver.log" "$KUBE_K8S_DIR/bin/kube-apiserver" \
+      --etcd-servers "http://127.0.0.1:$MYSIMBDP_ETCD_PORT" \
+      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+      --secure-port "$MYSIMBDP_APISERVER_PORT" \
+      --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+      --client-ca-file "$pki/ca.crt" \
+      --authorization-mode Node,RBAC \
+      --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
+      --service-account-issuer https://kubernetes.default.svc.cluster.local \
+      --service-account-key-file "$pki/service-account.pub" \
+      --service-account-signing-key-file "$pki/service-account.key" \
+      --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+      --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+      --kubelet-certificate-authority "$pki/ca.crt" \
+      --kubelet-preferred-address-types InternalIP \
+      --endpoint-reconciler-type none \
+      --allow-privileged=true --profiling=false
+  fi
+  wait_until "kube-apiserver on 127.0.0.1:$MYSIMBDP_APISERVER_PORT" 120 \
+    "$LOG_DIR/kube-apiserver.log" kube-apiserver _kube_apiserver_ready
+}
+
+_kube_start_controller_manager() {
+  if ! proc_alive kube-controller-manager; then
+    require_free_port "$MYSIMBDP_CONTROLLER_MANAGER_PORT" kube-controller-manager MYSIMBDP_CONTROLLER_MANAGER_PORT
+    local pki=$KUBE_PKI_DIR kubeconfig=$KUBE_CONFIGS_DIR/controller-manager.kubeconfig
+    mkdir -p "$KUBE_STATE_DIR/controller-manager"
+    proc_start kube-controller-manager "$LOG_DIR/kube-controller-manager.log" \
+      "$KUBE_K8S_DIR/bin/kube-controller-manager" \
+      --kubeconfig "$kubeconfig" \
+      --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
+      --bind-address 127.0.0.1 --secure-port "$MYSIMBDP_CONTROLLER_MANAGER_PORT" \
+      --cert-dir "$KUBE_STATE_DIR/controller-manager" \
+      --cluster-name "$KUBE_CLUSTER_NAME" \
+      --use-service-account-credentials=true \
+      --service-account-private-key-file "$pki/service-account.key" \
+      --root-ca-file "$pki/ca.crt" \
+      --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+      --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
+      --leader-elect=false --profiling=false
+  fi
+  wait_until "kube-controller-manager on 127.0.0.1:$MYSIMBDP_CONTROLLER_MANAGER_PORT" 60 \
+    "$LOG_DIR/kube-controller-manager.log" kube-controller-manager \
+    _kube_component_healthy "$MYSIMBDP_CONTROLLER_MANAGER_PORT"
+}
+
+_kube_start_scheduler() {
+  if ! proc_alive kube-scheduler; then
+    require_free_port "$MYSIMBDP_SCHEDULER_PORT" kube-scheduler MYSIMBDP_SCHEDULER_PORT
+    local kubeconfig=$KUBE_CONFIGS_DIR/scheduler.kubeconfig
+    mkdir -p "$KUBE_STATE_DIR/scheduler"
+    proc_start kube-scheduler "$LOG_DIR/kube-scheduler.log" "$KUBE_K8S_DIR/bin/kube-scheduler" \
+      --kubeconfig "$kubeconfig" \
+      --authentication-kubeconfig "$kubeconfig" --authorization-kubeconfig "$kubeconfig" \
+      --bind-address 127.0.0.1 --secure-port "$MYSIMBDP_SCHEDULER_PORT" \
+      --cert-dir "$KUBE_STATE_DIR/scheduler" \
+      --leader-elect=false --profiling=false
+  fi
+  wait_until "kube-scheduler on 127.0.0.1:$MYSIMBDP_SCHEDULER_PORT" 60 \
+    "$LOG_DIR/kube-scheduler.log" kube-scheduler _kube_component_healthy "$MYSIMBDP_SCHEDULER_PORT"
+}
+
+_kube_stages_sum() { sha256sum "$KUBE_STAGES_FILE" | cut -d' ' -f1; }
+
+_kube_start_kwok() {
+  [ -f "$KUBE_STAGES_FILE" ] || die "missing KWOK stage configuration $KUBE_STAGES_FILE"
+  local sum_file=$RUN_DIR/kwok.stages.sha256
+  # kwok reads its stages once, at start: pick up an edited stage file by restarting it.
+  if proc_alive kwok && [ "$(cat "$sum_file" 2>/dev/null)" != "$(_kube_stages_sum)" ]; then
+    log "the KWOK stages changed; restarting kwok"
+    proc_stop kwok
+  fi
+  if ! proc_alive kwok; then
+    require_free_port "$MYSIMBDP_KWOK_PORT" kwok MYSIMBDP_KWOK_PORT
+    mkdir -p "$KUBE_STATE_DIR/kwok"
+    _kube_stages_sum >"$sum_file"
+    # KWOK_WORKDIR keeps a user's ~/.kwok/kwok.yaml from being merged into the stages. The
+    # server doubles as the kubelet of every fake node (logs, exec), on loopback.
+    KWOK_WORKDIR=$KUBE_STATE_DIR/kwok proc_start kwok "$LOG_DIR/kwok.log" "$KUBE_KWOK_DIR/bin/kwok" \
+      --kubeconfig "$KUBE_CONFIGS_DIR/kwok.kubeconfig" \
+      --config "$KUBE_STAGES_FILE" \
+      --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+      --node-ip 127.0.0.1 --node-port "$MYSIMBDP_KWOK_PORT" \
+      --server-address "127.0.0.1:$MYSIMBDP_KWOK_PORT" \
+      --tls-cert-file "$KUBE_PKI_DIR/kwok-serving.crt" \
+      --tls-private-key-file "$KUBE_PKI_DIR/kwok-serving.key" \
+      --node-lease-duration-seconds 40
+  fi
+  wait_until "kwok on 127.0.0.1:$MYSIMBDP_KWOK_PORT" 30 "$LOG_DIR/kwok.log" kwok _kube_kwok_healthy
+}
+
+# Fake nodes sized like a mid-size worker, untainted so that ordinary pods land there. kwok
+# manages the nodes carrying its annotation; the label lets a test select or avoid them.
+_kube_nodes_manifest() {
+  local i=0 name
+  for name in $(_kube_node_names); do
+    cat <<NODE
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $name
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: $name
+    node-role.kubernetes.io/worker: ""
+spec:
+  podCIDR: $KUBE_POD_CIDR_PREFIX.$i.0/24
+  podCIDRs:
+  - $KUBE_POD_CIDR_PREFIX.$i.0/24
+status:
+  allocatable:
+    cpu: "32"
+    memory: 128Gi
+    ephemeral-storage: 500Gi
+    pods: "110"
+  capacity:
+    cpu: "32"
+    memory: 128Gi
+    ephemeral-storage: 500Gi
+    pods: "110"
+NODE
+    i=$((i + 1))
+  done
+}
+
+_kube_nodes() {
+  # Server-side apply leaves nodes that exist as they are (status is not applied to them)
+  # and creates missing ones with their capacity.
+  _kube_nodes_manifest | _kube_kubectl apply --server-side --field-manager mysimbdp-stack -f - >/dev/null ||
+    die "creating the fake nodes failed"
+  wait_until "fake nodes $(_kube_node_names | paste -sd' ') Ready" 60 "$LOG_DIR/kwok.log" kwok _kube_nodes_ready
+}
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+kube_up() {
+  _kube_vars
+  local start=$SECONDS
+  kube_build || return 1
+  mkdir -p "$KUBE_STATE_DIR" "$KUBE_CONFIGS_DIR"
+  chmod 700 "$KUBE_STATE_DIR"
+  _kube_pki
+  _kube_kubeconfigs
+  _kube_start_etcd
+  _kube_start_apiserver
+  _kube_start_controller_manager
+  _kube_start_scheduler
+  _kube_start_kwok
+  _kube_nodes
+  # The service-account controller makes `default`; pods cannot be admitted before it exists.
+  wait_until "the default service account" 60 "$LOG_DIR/kube-controller-manager.log" \
+    kube-controller-manager _kube_default_sa_exists
+  log "kubernetes $K8S_VERSION is up at https://127.0.0.1:$MYSIMBDP_APISERVER_PORT in $((SECONDS - start))s (KUBECONFIG=$KUBE_ADMIN_KUBECONFIG)"
+}
+
+kube_down() {
+  _kube_vars
+  local i
+  for ((i = ${#_KUBE_PROCS[@]} - 1; i >= 0; i--)); do
+    proc_stop "${_KUBE_PROCS[i]}"
+  done
+  rm -f "$RUN_DIR/kwok.stages.sha256"
+  if [ "${WIPE:-0}" = 1 ]; then
+    log "removing $KUBE_STATE_DIR and $KUBE_ADMIN_KUBECONFIG"
+    rm -rf "$KUBE_STATE_DIR" "$KUBE_ADMIN_KUBECONFIG"
+  fi
+}
+
+kube_down_wipe() { WIPE=1 kube_down; }
+
+kube_status() {
+  _kube_vars
+  local name endpoint
+  for name in "${_KUBE_PROCS[@]}"; do
+    case $name in
+      etcd) endpoint=http://127.0.0.1:$MYSIMBDP_ETCD_PORT ;;
+      kube-apiserver) endpoint=https://127.0.0.1:$MYSIMBDP_APISERVER_PORT ;;
+      kube-controller-manager) endpoint=https://127.0.0.1:$MYSIMBDP_CONTROLLER_MANAGER_PORT/healthz ;;
+      kube-scheduler) endpoint=https://127.0.0.1:$MYSIMBDP_SCHEDULER_PORT/healthz ;;
+      kwok) endpoint=http://127.0.0.1:$MYSIMBDP_KWOK_PORT/healthz ;;
+    esac
+    if proc_alive "$name" 2>/dev/null; then
+      status_row "$name" running "pid $(proc_pid "$name")  $endpoint"
+    else
+      status_row "$name" stopped "$endpoint"
+    fi
+  done
+}
+
+kube_env() {
+  _kube_vars
+  local kv
+  for kv in \
+    "KUBECONFIG=$KUBE_ADMIN_KUBECONFIG" \
+    "MYSIMBDP_KUBECONFIG=$KUBE_ADMIN_KUBECONFIG" \
+    "MYSIMBDP_KUBE_CONTEXT=$KUBE_CLUSTER_NAME" \
+    "MYSIMBDP_KUBE_SERVER=https://127.0.0.1:$MYSIMBDP_APISERVER_PORT" \
+    "MYSIMBDP_KUBE_CA=$KUBE_PKI_DIR/ca.crt" \
+    "MYSIMBDP_KUBE_VERSION=$K8S_VERSION" \
+    "MYSIMBDP_KUBE_BIN=$KUBE_K8S_DIR/bin" \
+    "MYSIMBDP_KUBECTL=$KUBE_K8S_DIR/bin/kubectl" \
+    "MYSIMBDP_ETCD_BIN=$KUBE_ETCD_DIR/bin" \
+    "MYSIMBDP_KWOK_BIN=$KUBE_KWOK_DIR/bin" \
+    "MYSIMBDP_HELM=$KUBE_HELM_DIR/bin/helm" \
+    "MYSIMBDP_KWOK_NODES=$(_kube_node_names | paste -sd' ')" \
+    "MYSIMBDP_KWOK_NODE_SELECTOR=type=kwok" \
+    "MYSIMBDP_FAKE_TERMINATION_MESSAGE_ANNOTATION=mysimbdp.io/fake-termination-message" \
+    "MYSIMBDP_FAKE_EXIT_CODE_ANNOTATION=mysimbdp.io/fake-exit-code" \
+    "MYSIMBDP_FAKE_RUN_DURATION_ANNOTATION=mysimbdp.io/fake-run-duration"; do
+    printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
+  done
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  # shellcheck source=lib.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  case ${1:-} in
+    build) kube_build ;;
+    up) kube_up ;;
+    down) kube_down ;;
+    wipe) kube_down_wipe ;;
+    status) kube_status ;;
+    env) kube_env ;;
+    *)
+      echo "usage: $0 build|up|down|wipe|status|env" >&2
+      exit 2
+      ;;
+  esac
+fi
