@@ -109,9 +109,8 @@ impl Stack {
         self.coredms_client(self.var("MYSIMBDP_COREDMS_ADMIN_USER"), self.var("MYSIMBDP_COREDMS_ADMIN_PASSWORD")).await
     }
 
-    /// Runs a Kafka command-line tool class of the stack's Kafka (e.g.
-    /// `org.apache.kafka.tools.ConfigCommand`) with the admin's client config; returns stdout
-    /// or panics with the tool's output.
+    /// Runs a command-line tool class of the stack's Kafka (e.g. `kafka.admin.ConfigCommand`);
+    /// returns its stdout, or panics with its output when it fails.
     pub fn kafka_tool(&self, class: &str, args: &[&str]) -> String {
         let stack = Self::repo_dir().join("e2e/stack");
         let script = format!(". {0}/lib.sh; . {0}/kafka.sh; kafka_cli \"$@\"", stack.display());

@@ -57,7 +57,7 @@ _coredms_ensure_postgres() {
   [ "$(id -u)" = 0 ] || die "PostgreSQL $POSTGRES_MAJOR server binaries are missing from $bin; install them with: sudo apt-get install -y postgresql-$POSTGRES_MAJOR"
   command -v apt-get >/dev/null 2>&1 || die "PostgreSQL $POSTGRES_MAJOR is missing from $bin and apt-get is not available to install it"
   log "installing postgresql-$POSTGRES_MAJOR (its own cluster and service are not used)"
-  local added_policy= added_conf=
+  local added_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
@@ -65,9 +65,9 @@ _coredms_ensure_postgres() {
   fi
   if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
     mkdir -p /etc/postgresql-common
+    # Kept afterwards: dpkg then owns it as a locally modified conffile.
     printf '# Written by mysimbdp e2e/stack/coredms.sh: no default cluster.\ncreate_main_cluster = false\n' \
       >/etc/postgresql-common/createcluster.conf
-    added_conf=1
   fi
   local rc=0 alog=$LOG_DIR/apt-postgresql.log
   {
@@ -76,9 +76,9 @@ _coredms_ensure_postgres() {
       { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         -o Dpkg::Options::=--force-confold "postgresql-$POSTGRES_MAJOR"; }
   } >"$alog" 2>&1 || rc=$?
-  [ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d
-  # createcluster.conf is kept once written: dpkg now owns it as a modified conffile.
-  : "$added_conf"
+  if [ -n "$added_policy" ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
   if [ "$rc" != 0 ] || [ ! -x "$bin/postgres" ]; then
     log_tail "$alog" 30
     die "installing postgresql-$POSTGRES_MAJOR failed (log: $alog)"
@@ -152,15 +152,16 @@ _coredms_ferretdb_builder() {
     return 1
   }
   local mod=github.com/FerretDB/FerretDB@$FERRETDB_VERSION json dir
-  json=$(GOFLAGS=-mod=mod go mod download -json "$mod") || {
+  # Run outside any module, so that only the proxy's copy of the module is used.
+  json=$(cd "$out" && GOFLAGS='' go mod download -json "$mod") || {
     echo "go mod download $mod failed: $json"
     return 1
   }
   dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-  [ -n "$dir" ] && [ -d "$dir" ] || {
+  if [ -z "$dir" ] || [ ! -d "$dir" ]; then
     echo "go mod download did not report a source directory: $json"
     return 1
-  }
+  fi
   # The module cache is read-only; build in a writable copy inside the partial dir.
   cp -r "$dir" "$out/src" && chmod -R u+w "$out/src" || return 1
   # build/version embeds these files; version.txt is required (the binary panics without a
@@ -175,10 +176,13 @@ _coredms_ferretdb_builder() {
   local version
   version=$("$out/bin/ferretdb" --version) || return 1
   printf '%s\n' "$version"
-  printf '%s\n' "$version" | grep -q "^version: $FERRETDB_VERSION\$" || {
-    echo "ferretdb --version does not report $FERRETDB_VERSION"
-    return 1
-  }
+  case $'\n'"$version"$'\n' in
+    *$'\n'"version: $FERRETDB_VERSION"$'\n'*) ;;
+    *)
+      echo "ferretdb --version does not report $FERRETDB_VERSION"
+      return 1
+      ;;
+  esac
 }
 
 # Builder for cached_build: a virtualenv with pymongo. Only <dir>/venv/bin/python is used:
@@ -299,8 +303,8 @@ _coredms_initdb() {
   # root on /dev/stdin is not); it lives only for the duration of initdb.
   local pwfile=$st/initdb.pw
   rm -f "$pwfile"
-  (umask 077 && _coredms_secret coredms-admin.password >"$pwfile") && chown "$user:" "$pwfile" ||
-    die "coredms: cannot write $pwfile"
+  (umask 077 && _coredms_secret coredms-admin.password >"$pwfile") || die "coredms: cannot write $pwfile"
+  chown "$user:" "$pwfile"
   _coredms_as_pg "$(_coredms_pgbin)/initdb" -D "$tmp" --username="$COREDMS_ADMIN_USER" --pwfile="$pwfile" \
     --auth=scram-sha-256 --encoding=UTF8 --no-locale >"$LOG_DIR/initdb.log" 2>&1 || {
     rm -f "$pwfile"
@@ -320,6 +324,32 @@ EOF
   chmod 600 "$tmp/pg_hba.conf"
   rm -rf "$pg"
   mv "$tmp" "$pg"
+}
+
+# A postmaster that was killed (kill -9, OOM) leaves postmaster.pid behind. PostgreSQL itself
+# ignores the file once that pid is gone, but refuses to start while the pid still exists,
+# which includes the moment before its parent reaps it. Wait for that to pass (a dying or
+# zombie postmaster), and stop with a clear message when a PostgreSQL process this stack did
+# not start keeps holding the data directory.
+_coredms_wait_old_postmaster() {
+  local lock=$1/postmaster.pid pid state deadline=$((SECONDS + 15))
+  [ -f "$lock" ] || return 0
+  pid=$(head -n 1 "$lock" 2>/dev/null)
+  case $pid in '' | *[!0-9]*) return 0 ;; esac
+  while [ -d "/proc/$pid" ]; do
+    state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+    if [ -n "$state" ] && [ "$state" != Z ] &&
+      ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q postgres; then
+      # The pid was reused by an unrelated process: the lock file is stale, and PostgreSQL
+      # would refuse to start because of it.
+      log "coredms: removing stale $lock (pid $pid is not a postmaster)"
+      rm -f "$lock"
+      return 0
+    fi
+    [ $SECONDS -lt $deadline ] ||
+      die "a PostgreSQL process (pid $pid) that this stack did not start holds $1/postmaster.pid; stop it first"
+    sleep 0.2
+  done
 }
 
 _coredms_pg_ready() {
@@ -365,6 +395,7 @@ coredms_up() {
     require_free_port "$MYSIMBDP_POSTGRES_PORT" "coredms PostgreSQL" MYSIMBDP_POSTGRES_PORT
     _coredms_grant_traverse "$st"
     _coredms_initdb "$st"
+    _coredms_wait_old_postmaster "$st/pg"
     local user
     user=$(_coredms_pg_user)
     mkdir -p "$st/run"
@@ -455,7 +486,7 @@ coredms_env() {
     MYSIMBDP_COREDMS_ADMIN_USER "$COREDMS_ADMIN_USER" \
     MYSIMBDP_COREDMS_ADMIN_PASSWORD "$pw" \
     MYSIMBDP_COREDMS_AUTH_MECHANISM PLAIN \
-    MYSIMBDP_COREDMS_AUTH_SOURCE '$external' \
+    MYSIMBDP_COREDMS_AUTH_SOURCE "\$external" \
     MYSIMBDP_POSTGRES_URL "postgres://$COREDMS_ADMIN_USER:$pw@127.0.0.1:$MYSIMBDP_POSTGRES_PORT/$COREDMS_DATABASE"
 }
 

@@ -25,8 +25,8 @@
 # CLIENT listener has no unauthenticated path at all: a client that does not complete the
 # SCRAM exchange is disconnected, so ANONYMOUS never appears and gets nothing.
 
-KAFKA_ADMIN_USER=admin
-KAFKA_CONTROLLER_USER=controller
+KAFKA_ADMIN_USER="admin"
+KAFKA_CONTROLLER_USER="controller"
 
 _kafka_home() { printf '%s/kafka-%s\n' "$MYSIMBDP_CACHE" "$KAFKA_VERSION"; }
 _kafka_state() { printf '%s/kafka\n' "$MYSIMBDP_STATE"; }
@@ -187,8 +187,8 @@ _kafka_format() {
   fi
   local cid
   if [ ! -s "$st/cluster.id" ]; then
-    kafka_cli kafka.tools.StorageTool random-uuid >"$st/cluster.id.new" && mv "$st/cluster.id.new" "$st/cluster.id" ||
-      die "kafka: cannot generate a cluster id"
+    kafka_cli kafka.tools.StorageTool random-uuid >"$st/cluster.id.new" || die "kafka: cannot generate a cluster id"
+    mv "$st/cluster.id.new" "$st/cluster.id"
   fi
   cid=$(cat "$st/cluster.id")
   log "kafka: formatting $data (cluster $cid) with the SCRAM credential of $KAFKA_ADMIN_USER"
@@ -254,7 +254,8 @@ kafka_status() {
     status_row "kafka build" missing "run: bash $STACK_DIR/kafka.sh build"
   fi
   if proc_alive kafka; then
-    local detail="pid $(proc_pid kafka), 127.0.0.1:$MYSIMBDP_KAFKA_PORT SASL_PLAINTEXT/SCRAM-SHA-512"
+    local detail
+    detail="pid $(proc_pid kafka), 127.0.0.1:$MYSIMBDP_KAFKA_PORT SASL_PLAINTEXT/SCRAM-SHA-512"
     if port_in_use "$MYSIMBDP_KAFKA_PORT"; then
       status_row "kafka" running "$detail"
     else

@@ -21,8 +21,12 @@ _kube_vars() {
   KUBE_CONFIGS_DIR=$KUBE_STATE_DIR/kubeconfigs
   KUBE_ADMIN_KUBECONFIG=$MYSIMBDP_STATE/kubeconfig
   KUBE_CLUSTER_NAME=mysimbdp-local
-  # Virtual addresses only: no kube-proxy runs, so nothing ever routes to them.
-  KUBE_SERVICE_CIDR=${MYSIMBDP_SERVICE_CIDR:-10.96.0.0/16}
+  # No kube-proxy runs and no pod really exists, so these addresses only appear in objects.
+  # ClusterIPs are nevertheless dialled by the apiserver itself (webhooks and APIServices
+  # backed by a Service), so they are taken from loopback: such a call fails on this machine
+  # instead of leaving it. Pod IPs cannot be (Endpoints reject loopback addresses); nothing
+  # here dials them. Changing the service range needs a wiped state (WIPE=1 kube_down).
+  KUBE_SERVICE_CIDR=${MYSIMBDP_SERVICE_CIDR:-127.96.0.0/16}
   KUBE_POD_CIDR_PREFIX=${MYSIMBDP_POD_CIDR_PREFIX:-10.244}
   KUBE_NODE_COUNT=${MYSIMBDP_KWOK_NODE_COUNT:-2}
   KUBE_STAGES_FILE=$STACK_DIR/kwok-stages.yaml
@@ -44,10 +48,11 @@ _KUBE_PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # Builds
 
 # Go settings shared by every build: the toolchain that is installed (never a downloaded one),
-# static binaries, and at most MYSIMBDP_BUILD_JOBS packages compiled at once, since compiling
-# kubernetes on two cores already saturates them and more jobs only add memory pressure.
+# static binaries, a go.sum completed on the fly for the generated wrapper modules, and at
+# most MYSIMBDP_BUILD_JOBS (default: one per core) packages compiled at once; more than the
+# cores only adds memory pressure, as linking kube-apiserver alone takes about 2 GB.
 _kube_go() {
-  GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS='-mod=mod -buildvcs=false' go "$@"
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false -p=${MYSIMBDP_BUILD_JOBS:-$(nproc)}" go "$@"
 }
 
 # _kube_modfile MODULE VERSION: path of the module's go.mod in Go's module cache.
@@ -107,8 +112,6 @@ _kube_wrapper_module() {
   } >"$dir/go.mod"
 }
 
-_kube_build_jobs() { printf '%s\n' "${MYSIMBDP_BUILD_JOBS:-$(nproc)}"; }
-
 # The builders below run inside cached_build, which gives them a fresh directory and keeps
 # their output in a build log. Each leaves its wrapper module under <dir>/src for reference.
 
@@ -120,7 +123,7 @@ _kube_build_etcd() {
   # time, and a module download carries none, so the tag stands in for it.
   local ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${MYSIMBDP_ETCD_GIT_SHA:-$ETCD_VERSION}"
   mkdir -p "$out/bin"
-  (cd "$src" && _kube_go build -p "$(_kube_build_jobs)" -trimpath -ldflags "$ldflags" \
+  (cd "$src" && _kube_go build -trimpath -ldflags "$ldflags" \
     -o "$out/bin/etcd" go.etcd.io/etcd/server/v3) || return 1
   "$out/bin/etcd" --version
 }
@@ -134,7 +137,7 @@ _kube_build_kubernetes() {
   # Staging modules are tagged v0.<minor>.<patch> alongside kubernetes v1.<minor>.<patch>.
   _kube_wrapper_module "$src" k8s.io/kubernetes "$K8S_VERSION" "v0.${version#*.}" || return 1
   cat "$src/go.mod"
-  local ldflags="-s -w" key val
+  local ldflags="-s -w" kv key val
   for kv in "gitVersion=$K8S_VERSION" "gitMajor=$major" "gitMinor=$minor" \
     "gitCommit=${MYSIMBDP_K8S_GIT_COMMIT:-}" "gitTreeState=clean" \
     "buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; do
@@ -145,7 +148,7 @@ _kube_build_kubernetes() {
   mkdir -p "$out/bin"
   # One invocation for the four binaries so the packages they share are compiled once. The
   # tags are those of kubernetes' own release builds.
-  (cd "$src" && _kube_go build -p "$(_kube_build_jobs)" -trimpath -tags selinux,notest,grpcnotrace \
+  (cd "$src" && _kube_go build -trimpath -tags selinux,notest,grpcnotrace \
     -ldflags "$ldflags" -o "$out/bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) || return 1
@@ -159,7 +162,7 @@ _kube_build_kwok() {
   local ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   ldflags+=" -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$K8S_VERSION"
   mkdir -p "$out/bin"
-  (cd "$src" && _kube_go build -p "$(_kube_build_jobs)" -trimpath -ldflags "$ldflags" \
+  (cd "$src" && _kube_go build -trimpath -ldflags "$ldflags" \
     -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok) || return 1
   "$out/bin/kwok" --version
 }
@@ -185,7 +188,7 @@ _kube_build_helm() {
     ldflags+=" -X $pkg.k8sVersionMajor=$major -X $pkg.k8sVersionMinor=$minor"
   done
   mkdir -p "$out/bin"
-  (cd "$src" && _kube_go build -p "$(_kube_build_jobs)" -trimpath -ldflags "$ldflags" \
+  (cd "$src" && _kube_go build -trimpath -ldflags "$ldflags" \
     -o "$out/bin/helm" helm.sh/helm/v3/cmd/helm) || return 1
   "$out/bin/helm" version
 }
@@ -211,56 +214,80 @@ _kube_first_service_ip() {
   printf '%d.%d.%d.%d\n' $((n >> 24 & 255)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255))
 }
 
-# _kube_cert NAME SUBJECT USAGE [SAN]: key and certificate NAME.{key,crt} signed by the CA in
-# the current directory. USAGE is serverAuth or clientAuth.
+# _kube_ca NAME CN: a CA NAME.{key,crt} in the current directory, unless it exists. Files are
+# written under temporary names and renamed, certificate last, so an interrupted run leaves
+# nothing that looks finished.
+_kube_ca() {
+  local name=$1 cn=$2
+  [ -f "$name.crt" ] && return 0
+  openssl genrsa -out "$name.key.tmp" 2048 2>/dev/null &&
+    openssl req -x509 -new -key "$name.key.tmp" -subj "/CN=$cn" -days 3650 -sha256 \
+      -addext 'basicConstraints = critical, CA:TRUE' \
+      -addext 'keyUsage = critical, keyCertSign, cRLSign, digitalSignature' -out "$name.crt.tmp" &&
+    mv "$name.key.tmp" "$name.key" && mv "$name.crt.tmp" "$name.crt"
+}
+
+# _kube_cert CA NAME SUBJECT USAGE [SAN]: key and certificate NAME.{key,crt} signed by CA,
+# unless they exist. USAGE is serverAuth or clientAuth.
 _kube_cert() {
-  local name=$1 subject=$2 usage=$3 san=${4:-}
+  local ca=$1 name=$2 subject=$3 usage=$4 san=${5:-}
+  [ -f "$name.crt" ] && return 0
   {
     printf 'basicConstraints = critical, CA:FALSE\n'
     printf 'keyUsage = critical, digitalSignature, keyEncipherment\n'
     printf 'extendedKeyUsage = %s\n' "$usage"
     [ -z "$san" ] || printf 'subjectAltName = %s\n' "$san"
-  } >"$name.ext"
-  openssl genrsa -out "$name.key" 2048 2>/dev/null &&
-    openssl req -new -key "$name.key" -subj "$subject" -out "$name.csr" &&
-    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
-      -days 3650 -sha256 -extfile "$name.ext" -out "$name.crt" 2>/dev/null &&
-    rm -f "$name.csr" "$name.ext"
+  } >"$name.ext.tmp"
+  openssl genrsa -out "$name.key.tmp" 2048 2>/dev/null &&
+    openssl req -new -key "$name.key.tmp" -subj "$subject" -out "$name.csr.tmp" &&
+    openssl x509 -req -in "$name.csr.tmp" -CA "$ca.crt" -CAkey "$ca.key" \
+      -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 -extfile "$name.ext.tmp" \
+      -out "$name.crt.tmp" 2>/dev/null &&
+    rm -f "$name.csr.tmp" "$name.ext.tmp" &&
+    mv "$name.key.tmp" "$name.key" && mv "$name.crt.tmp" "$name.crt"
 }
 
-# Made once into a partial directory and renamed when whole, like the builds, so that an
-# interrupted run never leaves a CA without the certificates it should have signed. The
-# service-account key pair lives here too: new keys would invalidate every issued token.
+# Made once and kept: every piece is created only when missing, so a later version of this
+# file can add one without invalidating the others. A missing CA invalidates what it signed,
+# so everything is made anew then. The service-account key pair lives here too: new keys
+# would invalidate every token issued so far.
 _kube_pki() {
-  [ -f "$KUBE_PKI_DIR/.complete" ] && return 0
   command -v openssl >/dev/null || die "openssl is needed to make the control plane's certificates"
-  rm -rf "$KUBE_PKI_DIR" "$KUBE_PKI_DIR".partial.*
-  local tmp=$KUBE_PKI_DIR.partial.$$ service_ip
+  mkdir -p "$KUBE_PKI_DIR" && chmod 700 "$KUBE_PKI_DIR"
+  local service_ip
   service_ip=$(_kube_first_service_ip)
-  mkdir -p "$tmp" && chmod 700 "$tmp"
-  log "creating the control plane's certificates in $KUBE_PKI_DIR"
+  # Each step checks its own status: errexit does not work inside a tested subshell.
   if ! (
-    cd "$tmp" &&
-      openssl genrsa -out ca.key 2048 2>/dev/null &&
-      openssl req -x509 -new -key ca.key -subj "/CN=mysimbdp-local-ca" -days 3650 -sha256 \
-        -addext 'basicConstraints = critical, CA:TRUE' \
-        -addext 'keyUsage = critical, keyCertSign, cRLSign, digitalSignature' -out ca.crt &&
-      _kube_cert apiserver "/CN=kube-apiserver" serverAuth \
-        "IP:127.0.0.1, IP:$service_ip, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" &&
-      _kube_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth &&
-      _kube_cert admin "/O=system:masters/CN=mysimbdp-admin" clientAuth &&
-      _kube_cert controller-manager "/CN=system:kube-controller-manager" clientAuth &&
-      _kube_cert scheduler "/CN=system:kube-scheduler" clientAuth &&
-      _kube_cert kwok "/O=system:masters/CN=kwok-controller" clientAuth &&
-      _kube_cert kwok-serving "/CN=kwok-kubelet" serverAuth "IP:127.0.0.1, DNS:localhost" &&
+    cd "$KUBE_PKI_DIR" || exit 1
+    rm -f ./*.tmp
+    if [ ! -f ca.crt ]; then
+      log "creating the control plane's certificates in $KUBE_PKI_DIR"
+      rm -f ./*.crt ./*.key ./*.pub
+    fi
+    _kube_ca ca mysimbdp-local-ca || exit 1
+    _kube_cert ca apiserver "/CN=kube-apiserver" serverAuth \
+      "IP:127.0.0.1, IP:$service_ip, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" ||
+      exit 1
+    _kube_cert ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth || exit 1
+    _kube_cert ca admin "/O=system:masters/CN=mysimbdp-admin" clientAuth || exit 1
+    _kube_cert ca controller-manager "/CN=system:kube-controller-manager" clientAuth || exit 1
+    _kube_cert ca scheduler "/CN=system:kube-scheduler" clientAuth || exit 1
+    _kube_cert ca kwok "/O=system:masters/CN=kwok-controller" clientAuth || exit 1
+    _kube_cert ca kwok-serving "/CN=kwok-kubelet" serverAuth "IP:127.0.0.1, DNS:localhost" || exit 1
+    # The aggregation layer's own CA: the identities it vouches for in request headers must
+    # not be claimable with an ordinary client certificate.
+    [ -f front-proxy-ca.crt ] || rm -f front-proxy-client.*
+    _kube_ca front-proxy-ca mysimbdp-local-front-proxy-ca || exit 1
+    _kube_cert front-proxy-ca front-proxy-client "/CN=front-proxy-client" clientAuth || exit 1
+    if [ ! -f service-account.pub ]; then
       openssl genrsa -out service-account.key 2048 2>/dev/null &&
-      openssl rsa -in service-account.key -pubout -out service-account.pub 2>/dev/null &&
-      chmod 600 ./*.key && date -u +%FT%TZ >.complete
+        openssl rsa -in service-account.key -pubout -out service-account.pub.tmp 2>/dev/null &&
+        mv service-account.pub.tmp service-account.pub || exit 1
+    fi
+    chmod 600 ./*.key
   ); then
-    rm -rf "$tmp"
-    die "creating certificates with openssl failed"
+    die "creating certificates in $KUBE_PKI_DIR with openssl failed"
   fi
-  mv "$tmp" "$KUBE_PKI_DIR"
 }
 
 # _kube_kubeconfig FILE CLIENT: a kubeconfig for the client certificate CLIENT.{crt,key},
@@ -381,6 +408,13 @@ _kube_start_apiserver() {
       --secure-port "$MYSIMBDP_APISERVER_PORT" \
       --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
       --client-ca-file "$pki/ca.crt" \
+      --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
+      --requestheader-allowed-names front-proxy-client \
+      --requestheader-username-headers X-Remote-User \
+      --requestheader-group-headers X-Remote-Group \
+      --requestheader-extra-headers-prefix X-Remote-Extra- \
+      --proxy-client-cert-file "$pki/front-proxy-client.crt" \
+      --proxy-client-key-file "$pki/front-proxy-client.key" \
       --authorization-mode Node,RBAC \
       --service-cluster-ip-range "$KUBE_SERVICE_CIDR" \
       --service-account-issuer https://kubernetes.default.svc.cluster.local \
@@ -402,6 +436,9 @@ _kube_start_controller_manager() {
     require_free_port "$MYSIMBDP_CONTROLLER_MANAGER_PORT" kube-controller-manager MYSIMBDP_CONTROLLER_MANAGER_PORT
     local pki=$KUBE_PKI_DIR kubeconfig=$KUBE_CONFIGS_DIR/controller-manager.kubeconfig
     mkdir -p "$KUBE_STATE_DIR/controller-manager"
+    # Leader election (here and in the scheduler) is off: there is only ever one instance, and
+    # with it on a lost apiserver makes the process exit after the renew deadline, and a
+    # restarted one waits out its predecessor's lease before doing anything.
     proc_start kube-controller-manager "$LOG_DIR/kube-controller-manager.log" \
       "$KUBE_K8S_DIR/bin/kube-controller-manager" \
       --kubeconfig "$kubeconfig" \
@@ -501,6 +538,12 @@ status:
     memory: 128Gi
     ephemeral-storage: 500Gi
     pods: "110"
+  nodeInfo:
+    architecture: amd64
+    operatingSystem: linux
+    osImage: kwok $KWOK_VERSION
+    kubeletVersion: $K8S_VERSION
+    containerRuntimeVersion: kwok://$KWOK_VERSION
 NODE
     i=$((i + 1))
   done
@@ -517,10 +560,28 @@ _kube_nodes() {
 # ---------------------------------------------------------------------------------------------
 # Entry points
 
+# Every port of a process that is about to start is checked before anything starts, so that a
+# taken port fails the run at once instead of after half the stack is up. Each start checks
+# again, right before it binds.
+_kube_preflight() {
+  proc_alive etcd || {
+    require_free_port "$MYSIMBDP_ETCD_PORT" etcd MYSIMBDP_ETCD_PORT
+    require_free_port "$MYSIMBDP_ETCD_PEER_PORT" "etcd (peer)" MYSIMBDP_ETCD_PEER_PORT
+  }
+  proc_alive kube-apiserver ||
+    require_free_port "$MYSIMBDP_APISERVER_PORT" kube-apiserver MYSIMBDP_APISERVER_PORT
+  proc_alive kube-controller-manager ||
+    require_free_port "$MYSIMBDP_CONTROLLER_MANAGER_PORT" kube-controller-manager MYSIMBDP_CONTROLLER_MANAGER_PORT
+  proc_alive kube-scheduler ||
+    require_free_port "$MYSIMBDP_SCHEDULER_PORT" kube-scheduler MYSIMBDP_SCHEDULER_PORT
+  proc_alive kwok || require_free_port "$MYSIMBDP_KWOK_PORT" kwok MYSIMBDP_KWOK_PORT
+}
+
 kube_up() {
   _kube_vars
   local start=$SECONDS
   kube_build || return 1
+  _kube_preflight
   mkdir -p "$KUBE_STATE_DIR" "$KUBE_CONFIGS_DIR"
   chmod 700 "$KUBE_STATE_DIR"
   _kube_pki
@@ -571,6 +632,7 @@ kube_status() {
   done
 }
 
+# Values are single-quoted so that the file can be sourced whatever they hold.
 kube_env() {
   _kube_vars
   local kv
@@ -591,7 +653,8 @@ kube_env() {
     "MYSIMBDP_FAKE_TERMINATION_MESSAGE_ANNOTATION=mysimbdp.io/fake-termination-message" \
     "MYSIMBDP_FAKE_EXIT_CODE_ANNOTATION=mysimbdp.io/fake-exit-code" \
     "MYSIMBDP_FAKE_RUN_DURATION_ANNOTATION=mysimbdp.io/fake-run-duration"; do
-    printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
+    local val=${kv#*=}
+    printf "export %s='%s'\n" "${kv%%=*}" "${val//\'/\'\\\'\'}"
   done
 }
 

@@ -138,7 +138,7 @@ async fn a_user_without_acls_gets_nothing() {
     let user = unique("it-no-acl");
     let password = "no-acl-password-1";
     stack.kafka_tool(
-        "org.apache.kafka.tools.ConfigCommand",
+        "kafka.admin.ConfigCommand",
         &[
             "--bootstrap-server",
             stack.var("MYSIMBDP_KAFKA_BOOTSTRAP"),
