@@ -58,12 +58,12 @@ _kube_go() {
 # _kube_modfile MODULE VERSION: path of the module's go.mod in Go's module cache.
 _kube_modfile() {
   local file
-  file=$(cd / && GOTOOLCHAIN=local GOFLAGS= go mod download -json "$1@$2" |
+  file=$(cd / && GOTOOLCHAIN=local GOFLAGS='' go mod download -json "$1@$2" |
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-  [ -n "$file" ] && [ -f "$file" ] || {
+  if [ -z "$file" ] || [ ! -f "$file" ]; then
     echo "cannot download $1@$2" >&2
     return 1
-  }
+  fi
   printf '%s\n' "$file"
 }
 
@@ -488,6 +488,12 @@ _kube_start_kwok() {
     require_free_port "$MYSIMBDP_KWOK_PORT" kwok MYSIMBDP_KWOK_PORT
     mkdir -p "$KUBE_STATE_DIR/kwok"
     _kube_stages_sum >"$sum_file"
+    # kwok only plays the pods of nodes whose Lease it holds, under an identity that is new in
+    # every process; a restarted kwok would leave pods Pending until the dead one's leases
+    # expire. Nothing else holds them, so they are dropped for it to take at once.
+    # shellcheck disable=SC2046 # node names are single words
+    _kube_kubectl -n kube-node-lease delete lease --ignore-not-found $(_kube_node_names) >/dev/null ||
+      log "could not drop the fake nodes' leases; pods may wait up to 40s for kwok"
     # KWOK_WORKDIR keeps a user's ~/.kwok/kwok.yaml from being merged into the stages. The
     # server doubles as the kubelet of every fake node (logs, exec), on loopback.
     KWOK_WORKDIR=$KUBE_STATE_DIR/kwok proc_start kwok "$LOG_DIR/kwok.log" "$KUBE_KWOK_DIR/bin/kwok" \

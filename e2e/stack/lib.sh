@@ -107,31 +107,42 @@ require_free_port() {
 
 pid_file() { printf '%s/%s.pid\n' "$RUN_DIR" "$1"; }
 
-# proc_alive NAME: true when NAME's pid file names a live process that still runs the binary
-# recorded at start. A pid file whose process is gone or was reused is removed (stale).
+# proc_start_time PID: the kernel's start time of PID (clock ticks since boot), which stays
+# the same across exec and differs for a reused pid.
+proc_start_time() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  # Field 22; the command name (field 2) may hold spaces, so count from the last ')'.
+  set -- ${stat##*) }
+  printf '%s\n' "${20}"
+}
+
+# proc_alive NAME: true when NAME's pid file names a live process that is the one started
+# (same pid and start time). A pid file whose process is gone or was reused is removed (stale).
 proc_alive() {
-  local name=$1 pf pid exe
+  local name=$1 pf pid started exe now
   pf=$(pid_file "$name")
   [ -f "$pf" ] || return 1
-  read -r pid exe <"$pf" || true
-  if [ -n "${pid:-}" ] && [ -d "/proc/$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$exe"; then
+  read -r pid started exe <"$pf" || true
+  now=$(proc_start_time "${pid:-none}") || now=
+  if [ -n "$now" ] && [ "$now" = "${started:-}" ]; then
     return 0
   fi
-  log "removing stale pid file of $name (pid ${pid:-?} is not running $exe)"
+  log "removing stale pid file of $name (pid ${pid:-?} is no longer the ${exe:-process} it started)"
   rm -f "$pf"
   return 1
 }
 
 proc_pid() {
-  local pid _exe
-  read -r pid _exe <"$(pid_file "$1")"
+  local pid _rest
+  read -r pid _rest <"$(pid_file "$1")"
   printf '%s\n' "$pid"
 }
 
 # proc_start NAME LOGFILE CMD...: starts CMD detached in its own session, output appended to
-# LOGFILE, and records its pid and binary. Does nothing when NAME is already running.
-# When CMD is a wrapper that execs the real server (setpriv, env...), set PROC_EXE to the
-# server's binary: that is what the process's command line shows once it runs.
+# LOGFILE, and records its pid, start time and binary. Does nothing when NAME is already
+# running. CMD may be a wrapper that execs the real server (setpriv, env...): the pid stays;
+# set PROC_EXE to name the server's binary in messages.
 proc_start() {
   local name=$1 logfile=$2
   shift 2
@@ -148,8 +159,10 @@ proc_start() {
   case $- in *m*) monitor=1 && set +m ;; esac
   setsid "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
   local pid=$!
+  # Not a job of the calling shell: no "Done"/"Terminated" notices when it ends.
+  disown "$pid" 2>/dev/null || true
   [ "$monitor" = 1 ] && set -m
-  printf '%s %s\n' "$pid" "${PROC_EXE:-$1}" >"$(pid_file "$name")"
+  printf '%s %s %s\n' "$pid" "$(proc_start_time "$pid" || echo gone)" "${PROC_EXE:-$1}" >"$(pid_file "$name")"
 }
 
 # proc_stop NAME [TIMEOUT]: stops NAME's process group (TERM, then KILL after TIMEOUT seconds)

@@ -50,19 +50,30 @@ async fn create_topic(stack: &Stack, name: &str, partitions: i32) {
     }
 }
 
-/// Fetches metadata on a blocking thread (librdkafka's call blocks) and returns the result.
+/// Fetches metadata on a blocking thread (librdkafka's call blocks). On failure, serves the
+/// client's queue until librdkafka has reported why (errors arrive through `poll`).
 async fn metadata_of(config: ClientConfig, errors: Errors, topic: String) -> Result<Vec<String>, String> {
     tokio::task::spawn_blocking(move || {
-        let producer: BaseProducer<Errors> = config.create_with_context(errors).map_err(|e| e.to_string())?;
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(8)))
-            .map_err(|e| e.to_string())?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .map(|t| format!("{}:{}", t.name(), t.error().map_or("ok".into(), |e| format!("{e:?}"))))
-            .collect())
+        let producer: BaseProducer<Errors> = config.create_with_context(errors.clone()).map_err(|e| e.to_string())?;
+        match producer.client().fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(8))) {
+            Ok(metadata) => Ok(metadata
+                .topics()
+                .iter()
+                .map(|t| {
+                    let state = t.error().map_or("ok".into(), |e| RDKafkaErrorCode::from(e).to_string());
+                    format!("{}: {state}", t.name())
+                })
+                .collect()),
+            Err(e) => {
+                for _ in 0..50 {
+                    if !errors.joined().is_empty() {
+                        break;
+                    }
+                    producer.poll(Duration::from_millis(100));
+                }
+                Err(e.to_string())
+            }
+        }
     })
     .await
     .expect("metadata task")
@@ -162,7 +173,7 @@ async fn a_user_without_acls_gets_nothing() {
         async move { metadata_of(config, Errors::default(), topic).await.ok() }
     })
     .await;
-    assert_eq!(topics, vec![format!("{topic}:TopicAuthorizationFailed")]);
+    assert_eq!(topics, vec![format!("{topic}: {}", RDKafkaErrorCode::TopicAuthorizationFailed)]);
 
     let producer: FutureProducer =
         stack.kafka_config(&user, password).set("message.timeout.ms", "10000").create().expect("producer");
