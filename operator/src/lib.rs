@@ -1,1 +1,15 @@
-//! placeholder
+//! The mysimbdp operator: controllers that turn `Tenant`, `BatchIngestApp` and
+//! `StreamIngestApp` resources into namespaces, Kafka users and topics, coredms databases, and
+//! running ingest apps; the adapters to the external systems they drive; and the CLI.
+
+pub mod conditions;
+pub mod config;
+pub mod context;
+pub mod coredms;
+pub mod error;
+pub mod k8s;
+pub mod kafka;
+pub mod metrics;
+pub mod secret;
+pub mod staging;
+pub mod tenant;

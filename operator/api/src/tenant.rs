@@ -247,6 +247,7 @@ pub struct TopicSpec {
     /// Topic name without the tenant prefix: `observations` becomes `<tenant>.observations`.
     #[schemars(length(min = 1, max = 100))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$')").message("must consist of lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('mysimbdp.')").message("names starting with 'mysimbdp.' are the platform's own topics; choose another name"))]
     pub name: String,
     /// Number of partitions; it bounds how many replicas of a stream app can share the work.
     #[serde(default = "default_partitions")]

@@ -1,0 +1,64 @@
+//! `mysimbdp-operator`: runs the platform's controllers against the cluster in KUBECONFIG (or
+//! the one it runs in), administering the shared Kafka and coredms.
+
+use std::{process::ExitCode, sync::Arc};
+
+use clap::{Parser, ValueEnum};
+use mysimbdp_operator::{config::PlatformArgs, metrics::Metrics, tenant};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The mysimbdp operator: onboards and offboards tenants (namespace, quotas, network fence,
+/// Kafka user, ACLs, quotas and topics, coredms database and user, staging area, credentials).
+///
+/// Every flag can also be set through the environment variable shown; credentials are read
+/// from the environment only (MYSIMBDP_KAFKA_ADMIN_PASSWORD, MYSIMBDP_COREDMS_ADMIN_PASSWORD,
+/// MYSIMBDP_POSTGRES_URL). With the local stack: `. ~/.local/state/mysimbdp/env` first.
+#[derive(Debug, Parser)]
+#[command(name = "mysimbdp-operator", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    platform: PlatformArgs,
+    /// Log format.
+    #[arg(long, env = "MYSIMBDP_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let ctx = match cli.platform.context(metrics.clone()).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = cli.platform.metrics_addr;
+    tokio::spawn(async move {
+        if let Err(e) = mysimbdp_operator::metrics::serve(addr, metrics).await {
+            error!("metrics endpoint on {addr}: {e}");
+        }
+    });
+    info!(metrics = %addr, staging = %cli.platform.staging_url, "mysimbdp operator started");
+    tenant::run(ctx).await;
+    info!("mysimbdp operator stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,268 @@
+//! The operator's command line: every setting has a flag, an environment variable and (where
+//! one makes sense) a default; credentials come from the environment only.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use clap::{Args, ValueEnum};
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::{
+    context::{AppEndpoints, Context},
+    coredms::{CoreDmsAdmin, ferretdb::FerretDbAdmin, mongo::MongoAdmin},
+    kafka::{KafkaAdmin, protocol::ProtocolAdmin},
+    metrics::Metrics,
+    secret::Secret,
+    staging,
+    tenant::plan::{Egress, Platform},
+};
+
+/// Which coredms the platform runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CoreDmsBackend {
+    /// MongoDB: tenant users with roles on their own database.
+    Mongodb,
+    /// FerretDB v1 on PostgreSQL: tenant users are PostgreSQL roles owning their schema.
+    FerretdbPostgres,
+}
+
+/// Connections to the shared services and what the platform gives each tenant.
+#[derive(Debug, Clone, Args)]
+pub struct PlatformArgs {
+    /// Kafka bootstrap servers the operator uses (host:port,...).
+    #[arg(long, env = "MYSIMBDP_KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: String,
+    /// Kafka bootstrap servers as apps reach them; defaults to --kafka-bootstrap.
+    #[arg(long, env = "MYSIMBDP_APP_KAFKA_BOOTSTRAP")]
+    pub app_kafka_bootstrap: Option<String>,
+    /// Kafka security protocol apps use.
+    #[arg(long, env = "MYSIMBDP_KAFKA_SECURITY_PROTOCOL", default_value = "SASL_PLAINTEXT")]
+    pub kafka_security_protocol: String,
+    /// The Kafka admin (a super user) the operator authenticates as with SCRAM-SHA-512.
+    #[arg(long, env = "MYSIMBDP_KAFKA_ADMIN_USER", default_value = "admin")]
+    pub kafka_admin_user: String,
+    /// The Kafka admin's password (environment only).
+    #[arg(long, env = "MYSIMBDP_KAFKA_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
+    pub kafka_admin_password: String,
+
+    /// coredms (MongoDB API) URL without credentials, as the operator reaches it.
+    #[arg(long, env = "MYSIMBDP_COREDMS_URL")]
+    pub coredms_url: String,
+    /// coredms URL as apps reach it; defaults to --coredms-url.
+    #[arg(long, env = "MYSIMBDP_APP_COREDMS_URL")]
+    pub app_coredms_url: Option<String>,
+    /// Which coredms backend runs behind the URL.
+    #[arg(long, env = "MYSIMBDP_COREDMS_BACKEND", value_enum, default_value = "ferretdb-postgres")]
+    pub coredms_backend: CoreDmsBackend,
+    /// The coredms admin user.
+    #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_USER")]
+    pub coredms_admin_user: String,
+    /// The coredms admin's password (environment only).
+    #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
+    pub coredms_admin_password: String,
+    /// How the admin authenticates (PLAIN for FerretDB; empty lets the driver negotiate).
+    #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_MECHANISM", default_value = "")]
+    pub coredms_auth_mechanism: String,
+    /// The admin's authentication database (`$external` for PLAIN).
+    #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_SOURCE", default_value = "admin")]
+    pub coredms_auth_source: String,
+    /// PostgreSQL URL under FerretDB, with superuser credentials (environment only; only for
+    /// the ferretdb-postgres backend).
+    #[arg(long, env = "MYSIMBDP_POSTGRES_URL", hide_env_values = true, hide = true)]
+    pub postgres_url: Option<String>,
+
+    /// Where tenants stage files: file:///absolute/path.
+    #[arg(long, env = "MYSIMBDP_STAGING_URL", default_value = "file:///var/lib/mysimbdp/staging")]
+    pub staging_url: String,
+
+    /// Most CPU cores one tenant may have.
+    #[arg(long, env = "MYSIMBDP_TENANT_MAX_CPU", default_value_t = 16.0)]
+    pub tenant_max_cpu: f64,
+    /// Most memory one tenant may have, as a quantity.
+    #[arg(long, env = "MYSIMBDP_TENANT_MAX_MEMORY", default_value = "64Gi")]
+    pub tenant_max_memory: mysimbdp_api::quantity::PositiveQuantity,
+    /// Most Kafka partitions one tenant may have over all its topics.
+    #[arg(long, env = "MYSIMBDP_TENANT_MAX_PARTITIONS", default_value_t = 64)]
+    pub tenant_max_partitions: u32,
+    /// Most coredms storage one tenant may have, as a quantity.
+    #[arg(long, env = "MYSIMBDP_TENANT_MAX_STORAGE", default_value = "100Gi")]
+    pub tenant_max_storage: mysimbdp_api::quantity::PositiveQuantity,
+    /// CPU of an app container that sets none.
+    #[arg(long, env = "MYSIMBDP_APP_DEFAULT_CPU", default_value = "500m")]
+    pub app_default_cpu: mysimbdp_api::quantity::PositiveQuantity,
+    /// Memory of an app container that sets none.
+    #[arg(long, env = "MYSIMBDP_APP_DEFAULT_MEMORY", default_value = "256Mi")]
+    pub app_default_memory: mysimbdp_api::quantity::PositiveQuantity,
+    /// Extra destinations apps may reach, as CIDR:PORT (repeatable). Kafka and coredms are
+    /// added automatically when their app addresses are IP addresses.
+    #[arg(long = "app-egress", env = "MYSIMBDP_APP_EGRESS", value_delimiter = ',', value_parser = parse_egress)]
+    pub app_egress: Vec<Egress>,
+
+    /// Address of the metrics and health endpoints.
+    #[arg(long, env = "MYSIMBDP_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+}
+
+fn parse_egress(value: &str) -> Result<Egress, String> {
+    let (cidr, port) =
+        value.rsplit_once(':').ok_or_else(|| format!("{value:?} is not CIDR:PORT, e.g. 10.0.0.0/16:9092"))?;
+    let port = port.parse().map_err(|_| format!("{port:?} in {value:?} is not a TCP port"))?;
+    if !cidr.contains('/') {
+        return Err(format!("{cidr:?} in {value:?} is not a CIDR, e.g. 10.0.0.0/16"));
+    }
+    Ok(Egress { cidr: cidr.to_owned(), port })
+}
+
+/// `host:port` pairs of a comma-separated server list or a `mongodb://` URL whose host is an
+/// IP address, as single-address CIDRs.
+fn ip_egress(addresses: &str) -> Vec<Egress> {
+    let hosts = addresses.strip_prefix("mongodb://").map_or(addresses, |rest| {
+        let rest = rest.split(['/', '?']).next().unwrap_or_default();
+        rest.rsplit('@').next().unwrap_or_default()
+    });
+    hosts
+        .split(',')
+        .filter_map(|hostport| {
+            let (host, port) = hostport.trim().rsplit_once(':')?;
+            let ip: std::net::IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            Some(Egress { cidr: format!("{ip}/{bits}"), port: port.parse().ok()? })
+        })
+        .collect()
+}
+
+/// Why the operator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// No Kubernetes configuration.
+    #[error("cannot configure a Kubernetes client (set KUBECONFIG or run in a cluster): {0}")]
+    Kube(#[from] kube::Error),
+    /// Kafka unreachable or refusing the admin.
+    #[error("cannot administer Kafka: {0}")]
+    Kafka(#[from] crate::kafka::KafkaAdminError),
+    /// coredms settings unusable.
+    #[error("cannot administer coredms: {0}")]
+    CoreDms(String),
+    /// Staging URL unusable.
+    #[error(transparent)]
+    Staging(#[from] staging::StagingError),
+}
+
+impl PlatformArgs {
+    /// The platform's limits and defaults.
+    pub fn platform(&self) -> Platform {
+        let app_kafka = self.app_kafka_bootstrap.as_deref().unwrap_or(&self.kafka_bootstrap);
+        let app_coredms = self.app_coredms_url.as_deref().unwrap_or(&self.coredms_url);
+        let mut egress = ip_egress(app_kafka);
+        egress.extend(ip_egress(app_coredms));
+        egress.extend(self.app_egress.iter().cloned());
+        Platform {
+            max_cpu: self.tenant_max_cpu,
+            max_memory: self.tenant_max_memory.value(),
+            max_partitions: self.tenant_max_partitions,
+            max_storage: self.tenant_max_storage.value(),
+            default_app_cpu: self.app_default_cpu.clone(),
+            default_app_memory: self.app_default_memory.clone(),
+            egress,
+            platform_topic_partitions: 1,
+        }
+    }
+
+    /// Where apps reach Kafka and coredms.
+    pub fn endpoints(&self) -> AppEndpoints {
+        AppEndpoints {
+            kafka_bootstrap: self.app_kafka_bootstrap.clone().unwrap_or_else(|| self.kafka_bootstrap.clone()),
+            kafka_security_protocol: self.kafka_security_protocol.clone(),
+            kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
+            coredms_url: self.app_coredms_url.clone().unwrap_or_else(|| self.coredms_url.clone()),
+        }
+    }
+
+    /// A coredms client authenticated as the admin.
+    pub async fn coredms_admin_client(&self) -> Result<mongodb::Client, StartupError> {
+        let mut options = mongodb::options::ClientOptions::parse(&self.coredms_url)
+            .await
+            .map_err(|e| StartupError::CoreDms(format!("--coredms-url {:?}: {e}", self.coredms_url)))?;
+        let mechanism = match self.coredms_auth_mechanism.as_str() {
+            "" => None,
+            m => Some(m.parse().map_err(|e| StartupError::CoreDms(format!("--coredms-auth-mechanism {m:?}: {e}")))?),
+        };
+        options.credential = Some(
+            mongodb::options::Credential::builder()
+                .username(self.coredms_admin_user.clone())
+                .password(self.coredms_admin_password.clone())
+                .mechanism(mechanism)
+                .source(self.coredms_auth_source.clone())
+                .build(),
+        );
+        options.app_name = Some("mysimbdp-operator".into());
+        mongodb::Client::with_options(options).map_err(|e| StartupError::CoreDms(e.to_string()))
+    }
+
+    /// Connects to everything and builds the controllers' shared context.
+    pub async fn context(&self, metrics: Arc<Metrics>) -> Result<Arc<Context>, StartupError> {
+        let client = kube::Client::try_default().await?;
+        let kafka: Arc<dyn KafkaAdmin> = Arc::new(
+            ProtocolAdmin::connect(
+                &self.kafka_bootstrap,
+                &self.kafka_admin_user,
+                Secret::new(self.kafka_admin_password.clone()),
+            )
+            .await?,
+        );
+        let mongo = self.coredms_admin_client().await?;
+        // The first authenticated request must be the admin's: FerretDB loads its catalogue of
+        // databases with the privileges of whoever asks first.
+        mongo
+            .database("admin")
+            .run_command(mongodb::bson::doc! { "ping": 1 })
+            .await
+            .map_err(|e| StartupError::CoreDms(format!("{}: {e}", self.coredms_url)))?;
+        let coredms: Arc<dyn CoreDmsAdmin> = match self.coredms_backend {
+            CoreDmsBackend::Mongodb => Arc::new(MongoAdmin::new(mongo)),
+            CoreDmsBackend::FerretdbPostgres => {
+                let url = self.postgres_url.clone().ok_or_else(|| {
+                    StartupError::CoreDms("the ferretdb-postgres backend needs MYSIMBDP_POSTGRES_URL".into())
+                })?;
+                Arc::new(FerretDbAdmin::new(mongo, Secret::new(url)))
+            }
+        };
+        let staging = Arc::from(staging::open(&self.staging_url)?);
+        let reporter = Reporter {
+            controller: "mysimbdp-operator".into(),
+            instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+        };
+        Ok(Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            kafka,
+            coredms,
+            staging,
+            platform: self.platform(),
+            endpoints: self.endpoints(),
+            metrics,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_comes_from_ip_endpoints_and_flags() {
+        assert_eq!(
+            ip_egress("127.0.0.1:19092,10.0.0.7:9092,kafka.example:9092"),
+            vec![
+                Egress { cidr: "127.0.0.1/32".into(), port: 19092 },
+                Egress { cidr: "10.0.0.7/32".into(), port: 9092 }
+            ]
+        );
+        assert_eq!(
+            ip_egress("mongodb://u:p@127.0.0.1:27018/?authMechanism=PLAIN"),
+            vec![Egress { cidr: "127.0.0.1/32".into(), port: 27018 }]
+        );
+        assert_eq!(parse_egress("10.1.0.0/16:9093").unwrap(), Egress { cidr: "10.1.0.0/16".into(), port: 9093 });
+        assert!(parse_egress("10.1.0.0:9093").unwrap_err().contains("not a CIDR"));
+        assert!(parse_egress("10.1.0.0/16").unwrap_err().contains("CIDR:PORT"));
+    }
+}

@@ -1,0 +1,210 @@
+//! coredms on FerretDB v1 over PostgreSQL. FerretDB keeps each MongoDB database in a PostgreSQL
+//! schema of the same name and authenticates every client as a PostgreSQL role (MongoDB's
+//! PLAIN mechanism), so a tenant user is a login role that owns its database's schema and
+//! tables and has no rights on any other schema.
+//!
+//! Databases are created through FerretDB (so its catalogue knows them) as the platform admin,
+//! then handed to the tenant role; roles and ownership are managed in PostgreSQL directly.
+
+use async_trait::async_trait;
+use mongodb::bson::doc;
+use tokio_postgres::NoTls;
+use tracing::{debug, info};
+
+use super::{AppAuth, CoreDmsAdmin, CoreDmsError, Result, check_name};
+use crate::secret::Secret;
+
+/// Collection every tenant database is created with; it marks the database as the platform's.
+pub const MARKER_COLLECTION: &str = "_mysimbdp";
+/// MongoDB's error code for "collection already exists".
+const NAMESPACE_EXISTS: i32 = 48;
+
+/// The FerretDB-on-PostgreSQL adapter.
+pub struct FerretDbAdmin {
+    /// FerretDB, authenticated as the platform admin.
+    mongo: mongodb::Client,
+    /// `postgres://` URL of the database FerretDB uses, with the admin's credentials.
+    postgres_url: Secret,
+}
+
+impl FerretDbAdmin {
+    /// An adapter that administers through `mongo` (FerretDB as the platform admin) and
+    /// `postgres_url` (the PostgreSQL database under it, as a superuser).
+    pub fn new(mongo: mongodb::Client, postgres_url: Secret) -> Self {
+        Self { mongo, postgres_url }
+    }
+
+    async fn postgres(&self, object: &str) -> Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(self.postgres_url.expose(), NoTls)
+            .await
+            .map_err(|source| CoreDmsError::Postgres { operation: "connect", object: object.to_owned(), source })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%error, "PostgreSQL admin connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn create_database(&self, database: &str) -> Result<()> {
+        let created = self.mongo.database(database).run_command(doc! { "create": MARKER_COLLECTION }).await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => Ok(()),
+            Err(source) => Err(CoreDmsError::Mongo { operation: "create database", database: database.into(), source }),
+        }
+    }
+}
+
+fn command_code(error: &mongodb::error::Error) -> Option<i32> {
+    match &*error.kind {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+/// A PostgreSQL string literal. Passwords are generated alphanumerics, but quoting stays
+/// correct for any value.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[async_trait]
+impl CoreDmsAdmin for FerretDbAdmin {
+    async fn ensure_tenant_database(
+        &self,
+        database: &str,
+        user: &str,
+        password: &Secret,
+        reset_password: bool,
+    ) -> Result<()> {
+        check_name("database", database)?;
+        check_name("user", user)?;
+        let pg = self.postgres(user).await?;
+        let pg_err = |operation: &'static str, object: &str| {
+            let object = object.to_owned();
+            move |source| CoreDmsError::Postgres { operation, object, source }
+        };
+
+        let exists = pg
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .map_err(pg_err("find role", user))?;
+        if exists.is_none() {
+            info!(user, "creating coredms user");
+            pg.batch_execute(&format!("CREATE ROLE \"{user}\" LOGIN PASSWORD {}", literal(password.expose())))
+                .await
+                .map_err(pg_err("create role", user))?;
+        } else if reset_password {
+            info!(user, "setting a new password for coredms user");
+            pg.batch_execute(&format!("ALTER ROLE \"{user}\" PASSWORD {}", literal(password.expose())))
+                .await
+                .map_err(pg_err("set password", user))?;
+        }
+        let connect: bool = pg
+            .query_one("SELECT has_database_privilege($1, current_database(), 'CONNECT')", &[&user])
+            .await
+            .map_err(pg_err("check connect", user))?
+            .get(0);
+        if !connect {
+            pg.batch_execute(&format!(
+                "DO $$ BEGIN EXECUTE format('GRANT CONNECT ON DATABASE %I TO \"{user}\"', current_database()); END $$"
+            ))
+            .await
+            .map_err(pg_err("grant connect", user))?;
+        }
+
+        let schema = pg
+            .query_opt("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1", &[&database])
+            .await
+            .map_err(pg_err("find schema", database))?;
+        if schema.is_none() {
+            info!(database, "creating coredms database");
+            self.create_database(database).await?;
+        }
+        // Hand the schema and every table in it to the tenant role; only what is not yet its.
+        if schema.map(|row| row.get::<_, String>(0)).as_deref() != Some(user) {
+            pg.batch_execute(&format!("ALTER SCHEMA \"{database}\" OWNER TO \"{user}\""))
+                .await
+                .map_err(pg_err("give schema", database))?;
+        }
+        let foreign = pg
+            .query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND pg_get_userbyid(c.relowner) <> $2",
+                &[&database, &user],
+            )
+            .await
+            .map_err(pg_err("list tables", database))?;
+        for row in foreign {
+            let table: String = row.get(0);
+            let statement =
+                format!("ALTER TABLE \"{database}\".\"{}\" OWNER TO \"{user}\"", table.replace('"', "\"\""));
+            pg.batch_execute(&statement).await.map_err(pg_err("give table", database))?;
+        }
+        Ok(())
+    }
+
+    async fn user_exists(&self, user: &str) -> Result<bool> {
+        check_name("user", user)?;
+        let pg = self.postgres(user).await?;
+        let row = pg
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+            .await
+            .map_err(|source| CoreDmsError::Postgres { operation: "find role", object: user.into(), source })?;
+        Ok(row.is_some())
+    }
+
+    async fn drop_user(&self, user: &str) -> Result<()> {
+        if !self.user_exists(user).await? {
+            return Ok(());
+        }
+        info!(user, "removing coredms user");
+        let pg = self.postgres(user).await?;
+        // The data the role owns goes to the admin first, so removing a user never removes data.
+        pg.batch_execute(&format!(
+            "REASSIGN OWNED BY \"{user}\" TO CURRENT_USER; DROP OWNED BY \"{user}\"; DROP ROLE IF EXISTS \"{user}\""
+        ))
+        .await
+        .map_err(|source| CoreDmsError::Postgres { operation: "drop role", object: user.into(), source })
+    }
+
+    async fn drop_database(&self, database: &str) -> Result<()> {
+        check_name("database", database)?;
+        info!(database, "deleting coredms database");
+        self.mongo.database(database).drop().await.map_err(|source| CoreDmsError::Mongo {
+            operation: "drop database",
+            database: database.into(),
+            source,
+        })
+    }
+
+    async fn database_size(&self, database: &str) -> Result<u64> {
+        check_name("database", database)?;
+        let pg = self.postgres(database).await?;
+        let row = pg
+            .query_one(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+                &[&database],
+            )
+            .await
+            .map_err(|source| CoreDmsError::Postgres { operation: "measure", object: database.into(), source })?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    fn app_auth(&self, _database: &str) -> AppAuth {
+        AppAuth { mechanism: Some("PLAIN".into()), source: "$external".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal;
+
+    #[test]
+    fn literals_double_their_quotes() {
+        assert_eq!(literal("abc"), "'abc'");
+        assert_eq!(literal("o'clock"), "'o''clock'");
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the operator (prefix `mysimbdp_`, bounded labels) and the small HTTP
+//! server that exposes them with the health endpoints.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of a reconcile outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `tenant`, `batch`, `stream`, `monitor`.
+    pub controller: &'static str,
+    /// `ok` or an error category.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a controller.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// `tenant`, `batch`, `stream`, `monitor`.
+    pub controller: &'static str,
+}
+
+/// Every metric of the operator.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciliations by controller and outcome.
+    pub reconciliations: Family<ReconcileLabels, Counter>,
+    /// Reconcile duration by controller.
+    pub reconcile_seconds: Family<ControllerLabels, Histogram>,
+    /// Tenants that are Ready.
+    pub tenants_ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mysimbdp");
+        let reconciliations = Family::<ReconcileLabels, Counter>::default();
+        registry.register("reconciliations", "Reconciliations by controller and outcome", reconciliations.clone());
+        let reconcile_seconds = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        registry.register("reconcile_seconds", "Time one reconciliation takes", reconcile_seconds.clone());
+        let tenants_ready = Gauge::default();
+        registry.register("tenants_ready", "Tenants whose Ready condition is True", tenants_ready.clone());
+        Self { registry, reconciliations, reconcile_seconds, tenants_ready }
+    }
+}
+
+impl Metrics {
+    /// Records one reconciliation of `controller` that took `elapsed` and ended in `outcome`.
+    pub fn reconciled(&self, controller: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.reconciliations.get_or_create(&ReconcileLabels { controller, outcome }).inc();
+        self.reconcile_seconds.get_or_create(&ControllerLabels { controller }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Registers more metrics (for a component that has its own).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_prefix_and_labels() {
+        let m = Metrics::default();
+        m.reconciled("tenant", "ok", Duration::from_millis(20));
+        m.tenants_ready.set(2);
+        let text = m.render();
+        assert!(text.contains("mysimbdp_reconciliations_total{controller=\"tenant\",outcome=\"ok\"} 1"), "{text}");
+        assert!(text.contains("mysimbdp_tenants_ready 2"), "{text}");
+        assert!(text.contains("mysimbdp_reconcile_seconds_bucket"), "{text}");
+    }
+}

@@ -1,0 +1,158 @@
+//! The tenant's credentials Secret: generated once, kept across reconciliations, recreated
+//! (with new passwords, applied to Kafka and coredms) when deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{ByteString, api::core::v1::Secret as KubeSecret};
+
+use super::{names::TenantNames, plan};
+use crate::{context::AppEndpoints, coredms::AppAuth, secret::Secret};
+
+/// Keys of the credentials Secret; apps receive them as environment variables.
+pub mod keys {
+    /// Kafka bootstrap servers.
+    pub const KAFKA_BOOTSTRAP: &str = "kafka-bootstrap";
+    /// `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub const KAFKA_SECURITY_PROTOCOL: &str = "kafka-security-protocol";
+    /// SASL mechanism.
+    pub const KAFKA_SASL_MECHANISM: &str = "kafka-sasl-mechanism";
+    /// The tenant's Kafka user.
+    pub const KAFKA_USERNAME: &str = "kafka-username";
+    /// Its password.
+    pub const KAFKA_PASSWORD: &str = "kafka-password";
+    /// Prefix of the tenant's topics and groups.
+    pub const KAFKA_PREFIX: &str = "kafka-prefix";
+    /// coredms URL without credentials.
+    pub const COREDMS_URL: &str = "coredms-url";
+    /// The tenant's coredms user.
+    pub const COREDMS_USERNAME: &str = "coredms-username";
+    /// Its password.
+    pub const COREDMS_PASSWORD: &str = "coredms-password";
+    /// The tenant's database.
+    pub const COREDMS_DATABASE: &str = "coredms-database";
+    /// Authentication mechanism, empty to negotiate.
+    pub const COREDMS_AUTH_MECHANISM: &str = "coredms-auth-mechanism";
+    /// Authentication database.
+    pub const COREDMS_AUTH_SOURCE: &str = "coredms-auth-source";
+}
+
+/// Annotation listing the systems (`kafka`, `coredms`) where the Secret's passwords are set.
+pub const APPLIED_ANNOTATION: &str = "mysimbdp.io/credentials-applied-to";
+
+/// The two passwords of a tenant and where they are known to be set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    /// Kafka SCRAM password.
+    pub kafka: Secret,
+    /// coredms password.
+    pub coredms: Secret,
+    /// Systems that already have these passwords.
+    pub applied: BTreeSet<String>,
+    /// Whether the passwords were generated now (there was no complete Secret).
+    pub generated: bool,
+}
+
+impl Credentials {
+    /// The passwords of an existing Secret, or new ones (applied nowhere yet) when there is no
+    /// Secret or it lacks a password.
+    pub fn from_secret(secret: Option<&KubeSecret>) -> Self {
+        let value = |key: &str| {
+            let data = secret?.data.as_ref()?;
+            let bytes = &data.get(key)?.0;
+            String::from_utf8(bytes.clone()).ok().filter(|v| !v.is_empty())
+        };
+        match (value(keys::KAFKA_PASSWORD), value(keys::COREDMS_PASSWORD)) {
+            (Some(kafka), Some(coredms)) => {
+                let applied = secret
+                    .and_then(|s| s.metadata.annotations.as_ref())
+                    .and_then(|a| a.get(APPLIED_ANNOTATION))
+                    .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default();
+                Self { kafka: Secret::new(kafka), coredms: Secret::new(coredms), applied, generated: false }
+            }
+            _ => Self {
+                kafka: Secret::generate(),
+                coredms: Secret::generate(),
+                applied: BTreeSet::new(),
+                generated: true,
+            },
+        }
+    }
+
+    /// Whether `system`'s password must be (re)set.
+    pub fn needs_reset(&self, system: &str) -> bool {
+        !self.applied.contains(system)
+    }
+}
+
+/// The Secret an app reads its connection settings from.
+pub fn secret(
+    tenant: &mysimbdp_api::Tenant,
+    names: &TenantNames,
+    endpoints: &AppEndpoints,
+    auth: &AppAuth,
+    credentials: &Credentials,
+) -> KubeSecret {
+    let entries = [
+        (keys::KAFKA_BOOTSTRAP, endpoints.kafka_bootstrap.as_str()),
+        (keys::KAFKA_SECURITY_PROTOCOL, &endpoints.kafka_security_protocol),
+        (keys::KAFKA_SASL_MECHANISM, &endpoints.kafka_sasl_mechanism),
+        (keys::KAFKA_USERNAME, &names.kafka_user),
+        (keys::KAFKA_PASSWORD, credentials.kafka.expose()),
+        (keys::KAFKA_PREFIX, &names.kafka_prefix),
+        (keys::COREDMS_URL, &endpoints.coredms_url),
+        (keys::COREDMS_USERNAME, &names.coredms_user),
+        (keys::COREDMS_PASSWORD, credentials.coredms.expose()),
+        (keys::COREDMS_DATABASE, &names.database),
+        (keys::COREDMS_AUTH_MECHANISM, auth.mechanism.as_deref().unwrap_or("")),
+        (keys::COREDMS_AUTH_SOURCE, &auth.source),
+    ];
+    let data: BTreeMap<String, ByteString> =
+        entries.into_iter().map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec()))).collect();
+    let mut metadata = plan::object_meta(
+        tenant,
+        names,
+        super::names::CREDENTIALS_SECRET,
+        Some(&names.namespace),
+        "tenant-credentials",
+    );
+    let applied: Vec<&str> = credentials.applied.iter().map(String::as_str).collect();
+    metadata.annotations = Some(BTreeMap::from([(APPLIED_ANNOTATION.to_owned(), applied.join(","))]));
+    KubeSecret { metadata, data: Some(data), type_: Some("Opaque".into()), ..KubeSecret::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_passwords_are_kept_and_missing_ones_generated() {
+        let fresh = Credentials::from_secret(None);
+        assert!(fresh.needs_reset("kafka") && fresh.needs_reset("coredms"));
+
+        let tenant: mysimbdp_api::Tenant = serde_yaml::from_str(
+            "apiVersion: mysimbdp.io/v1alpha1\nkind: Tenant\nmetadata: {name: t, uid: u}\nspec:\n  agreement:\n    files: {formats: [Csv], maxFileSize: 1Mi, maxFilesPerDay: 1, maxBytesPerDay: 1Mi}\n    compute: {cpu: '1', memory: 1Gi}\n    kafka: {producerByteRate: 1Mi, consumerByteRate: 1Mi}\n    coredms: {storageQuota: 1Gi}\n",
+        )
+        .unwrap();
+        let names = TenantNames::new("t", None);
+        let endpoints = AppEndpoints {
+            kafka_bootstrap: "k:9092".into(),
+            kafka_security_protocol: "SASL_PLAINTEXT".into(),
+            kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
+            coredms_url: "mongodb://c:27017/".into(),
+        };
+        let auth = AppAuth { mechanism: Some("PLAIN".into()), source: "$external".into() };
+        assert!(fresh.generated);
+        let mut applied = fresh.clone();
+        applied.applied = BTreeSet::from(["kafka".to_owned(), "coredms".to_owned()]);
+        applied.generated = false;
+        let written = secret(&tenant, &names, &endpoints, &auth, &applied);
+
+        let read = Credentials::from_secret(Some(&written));
+        assert_eq!(read, applied, "the same passwords and applied systems come back");
+        assert!(!read.needs_reset("kafka"));
+        let data = written.data.unwrap();
+        assert_eq!(data[keys::KAFKA_USERNAME].0, b"tenant-t");
+        assert_eq!(data[keys::COREDMS_DATABASE].0, b"t");
+    }
+}
