@@ -40,7 +40,7 @@ unit: ## Tests that need no servers
 
 .PHONY: integration
 integration: ## Tests against the running local stack (real Kubernetes, Kafka and coredms)
-	source "$(ENV_FILE)" && cargo test --locked -p mysimbdp-e2e --tests -- --test-threads=$(TEST_THREADS)
+	source "$(ENV_FILE)" && cargo test --locked -p mysimbdp-e2e -p mysimbdp-operator --tests -- --test-threads=$(TEST_THREADS)
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the API types

@@ -7,8 +7,10 @@
 use std::{
     collections::HashMap,
     future::Future,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -129,6 +131,31 @@ impl Stack {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// A Kubernetes client of the local control plane, as its admin.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.var("KUBECONFIG")).expect("the stack's kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("kubeconfig is usable");
+        kube::Client::try_from(config).expect("Kubernetes client")
+    }
+
+    /// Every variable of the env file, for a child process's environment.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+
+    /// Runs kubectl with `args`; returns stdout, or panics with kubectl's output.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl().args(args).output().expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// `kubectl` of the local control plane with the admin kubeconfig.
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(Path::new(self.var("MYSIMBDP_KUBE_BIN")).join("kubectl"));
@@ -164,5 +191,84 @@ where
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The operator binary running against the local stack, stopped when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    /// Address of its metrics and health endpoints.
+    pub metrics_addr: SocketAddr,
+    /// The staging root it uses (a fresh directory).
+    pub staging_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `binary` (the operator) with the stack's settings, a fresh staging directory and
+    /// `extra` environment variables, and waits until its health endpoint answers.
+    pub fn start(binary: &Path, stack: &Stack, extra: &[(&str, &str)]) -> Self {
+        let metrics_addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let base = std::env::temp_dir().join(unique("mysimbdp-operator"));
+        let staging_dir = base.join("staging");
+        std::fs::create_dir_all(&staging_dir).expect("staging directory");
+        let log = base.join("operator.log");
+        let log_file = std::fs::File::create(&log).expect("operator log");
+        let child = Command::new(binary)
+            .envs(stack.vars())
+            .env("MYSIMBDP_STAGING_URL", format!("file://{}", staging_dir.display()))
+            .env("MYSIMBDP_METRICS_ADDR", metrics_addr.to_string())
+            .env("RUST_LOG", "info,mysimbdp_operator=debug,kube=warn")
+            .envs(extra.iter().copied())
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the operator starts");
+        let mut operator = Self { child, metrics_addr, staging_dir, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while operator.http_get("/healthz").is_none() {
+            if let Ok(Some(status)) = operator.child.try_wait() {
+                panic!("the operator exited ({status}) before it was healthy:\n{}", operator.log_tail());
+            }
+            assert!(Instant::now() < deadline, "the operator was not healthy in 60s:\n{}", operator.log_tail());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        operator
+    }
+
+    /// The body of a GET on the operator's HTTP endpoint, or `None` when it does not answer.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect_timeout(&self.metrics_addr, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200")
+            .then(|| body.to_owned())
+            .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+    }
+
+    /// The last lines of the operator's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("operator log ({}):\n{}", self.log.display(), self.log_tail());
+        }
     }
 }

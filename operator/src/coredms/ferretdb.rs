@@ -56,6 +56,14 @@ impl FerretDbAdmin {
     }
 }
 
+/// Ends every PostgreSQL session of `user`.
+async fn end_sessions(pg: &tokio_postgres::Client, user: &str) -> Result<()> {
+    pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", &[&user])
+        .await
+        .map_err(|source| CoreDmsError::Postgres { operation: "end sessions", object: user.into(), source })?;
+    Ok(())
+}
+
 fn command_code(error: &mongodb::error::Error) -> Option<i32> {
     match &*error.kind {
         mongodb::error::ErrorKind::Command(c) => Some(c.code),
@@ -100,6 +108,8 @@ impl CoreDmsAdmin for FerretDbAdmin {
             pg.batch_execute(&format!("ALTER ROLE \"{user}\" PASSWORD {}", literal(password.expose())))
                 .await
                 .map_err(pg_err("set password", user))?;
+            // Sessions opened with the old password would stay usable in FerretDB's pool.
+            end_sessions(&pg, user).await?;
         }
         let connect: bool = pg
             .query_one("SELECT has_database_privilege($1, current_database(), 'CONNECT')", &[&user])
@@ -161,7 +171,15 @@ impl CoreDmsAdmin for FerretDbAdmin {
         }
         info!(user, "removing coredms user");
         let pg = self.postgres(user).await?;
-        // The data the role owns goes to the admin first, so removing a user never removes data.
+        // No new sessions, and none left: FerretDB pools connections per user, and a pooled
+        // session would outlive the role otherwise. The data the role owns goes to the admin
+        // before the role goes, so removing a user never removes data.
+        pg.batch_execute(&format!("ALTER ROLE \"{user}\" NOLOGIN")).await.map_err(|source| CoreDmsError::Postgres {
+            operation: "disable role",
+            object: user.into(),
+            source,
+        })?;
+        end_sessions(&pg, user).await?;
         pg.batch_execute(&format!(
             "REASSIGN OWNED BY \"{user}\" TO CURRENT_USER; DROP OWNED BY \"{user}\"; DROP ROLE IF EXISTS \"{user}\""
         ))

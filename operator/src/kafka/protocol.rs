@@ -228,8 +228,10 @@ impl ProtocolAdmin {
     }
 
     /// Sends the request `build` makes for the negotiated version and returns the response.
-    /// When the connection turns out to be broken, reconnects and sends it once more: every
-    /// request the adapter makes is safe to repeat.
+    /// When the connection turns out to be broken, reconnects and sends it once more: the
+    /// requests are idempotent (creating what exists and deleting what is gone succeed), except
+    /// that a repeated CreatePartitions may report INVALID_PARTITIONS, which the next reconcile
+    /// pass sees through.
     async fn call<R, F>(&self, operation: &'static str, build: F) -> Result<R::Response>
     where
         R: Request + Send + Sync,
@@ -273,6 +275,7 @@ struct Connection {
 }
 
 /// Why an exchange on a connection failed.
+#[derive(Debug)]
 enum Failure {
     /// Reading or writing failed: the connection is gone, a new one may succeed.
     Broken(io::Error),
@@ -935,7 +938,12 @@ impl KafkaAdmin for ProtocolAdmin {
         debug!(topic, total, "adding partitions");
         let response = self
             .call(OP, |_| {
-                let partitions = CreatePartitionsTopic::default().with_name(TopicName(text(topic))).with_count(total);
+                // Null assignments let the broker place the new replicas (an empty list would
+                // mean "no assignments given" and be refused).
+                let partitions = CreatePartitionsTopic::default()
+                    .with_name(TopicName(text(topic)))
+                    .with_count(total)
+                    .with_assignments(None);
                 CreatePartitionsRequest::default().with_topics(vec![partitions]).with_timeout_ms(BROKER_TIMEOUT_MS)
             })
             .await?;
@@ -1005,5 +1013,84 @@ impl KafkaAdmin for ProtocolAdmin {
             check(OP, name, result.error_code, result.error_message.as_ref())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf;
+    use kafka_protocol::protocol::decode_request_header_from_buffer;
+
+    use super::*;
+
+    /// Decodes a frame the way a broker does: length, header (its version derived from the API
+    /// key and version), body.
+    fn broker_decode<R: Request + fmt::Debug>(mut frame: Bytes) -> (RequestHeader, R) {
+        let length = frame.get_i32();
+        assert_eq!(usize::try_from(length).unwrap(), frame.len());
+        let header = decode_request_header_from_buffer(&mut frame).unwrap();
+        let request = R::decode(&mut frame, header.request_api_version).unwrap();
+        assert!(frame.is_empty(), "{} bytes left after the body", frame.len());
+        (header, request)
+    }
+
+    #[test]
+    fn frames_carry_length_header_and_body_in_the_right_versions() {
+        // Metadata v12 has a flexible (v2) header, SaslHandshake v1 a v1 header.
+        let metadata = MetadataRequest::default().with_topics(None);
+        let frame = encode_frame(&metadata, 12, 7).unwrap().freeze();
+        let (header, decoded) = broker_decode::<MetadataRequest>(frame);
+        assert_eq!((header.request_api_key, header.request_api_version, header.correlation_id), (3, 12, 7));
+        assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
+        assert_eq!(decoded, metadata);
+
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(scram::MECHANISM));
+        let (header, decoded) = broker_decode::<SaslHandshakeRequest>(encode_frame(&handshake, 1, 8).unwrap().freeze());
+        assert_eq!((header.request_api_key, header.correlation_id), (17, 8));
+        assert_eq!(decoded, handshake);
+    }
+
+    #[test]
+    fn only_prefixed_allows_from_any_host_are_platform_bindings() {
+        use acl::*;
+        let allow = |pattern, host, permission, resource, operation| {
+            prefixed_allow(resource, "acme.", pattern, "User:acme", host, operation, permission)
+        };
+        assert_eq!(
+            allow(PREFIXED, "*", ALLOW, GROUP, READ),
+            Some(PrefixedAllow {
+                resource: ResourceKind::Group,
+                prefix: "acme.".into(),
+                principal: "User:acme".into(),
+                operation: Operation::Read,
+            })
+        );
+        assert_eq!(allow(3, "*", ALLOW, TOPIC, READ), None, "LITERAL");
+        assert_eq!(allow(PREFIXED, "10.0.0.1", ALLOW, TOPIC, READ), None, "a specific host");
+        assert_eq!(allow(PREFIXED, "*", 2, TOPIC, READ), None, "DENY");
+        assert_eq!(allow(PREFIXED, "*", ALLOW, 4, READ), None, "the cluster resource");
+        assert_eq!(allow(PREFIXED, "*", ALLOW, TOPIC, 2), None, "operation ALL");
+    }
+
+    #[test]
+    fn acl_codes_round_trip() {
+        for kind in [ResourceKind::Topic, ResourceKind::Group, ResourceKind::TransactionalId] {
+            assert_eq!(resource_kind(resource_code(kind)), Some(kind));
+        }
+        for operation in [Operation::Read, Operation::Write, Operation::Describe, Operation::DescribeConfigs] {
+            assert_eq!(operation_of(operation_code(operation)), Some(operation));
+        }
+    }
+
+    #[test]
+    fn error_codes_become_named_request_errors() {
+        assert!(check("CreateTopics", "t", 0, None).is_ok());
+        let err = check("CreateTopics", "t", 36, Some(&StrBytes::from_static_str("exists"))).unwrap_err();
+        assert!(matches!(
+            &err,
+            KafkaAdminError::Request { operation: "CreateTopics", resource, code, message }
+                if resource == "t" && code == "TopicAlreadyExists" && message == "exists"
+        ));
+        assert_eq!(err.to_string(), "Kafka CreateTopics on \"t\" failed: TopicAlreadyExists exists");
     }
 }

@@ -262,7 +262,8 @@ pub fn network_policy(tenant: &Tenant, names: &TenantNames, platform: &Platform)
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![]),
+            // Listing Ingress with no rules denies all incoming traffic.
+            ingress: None,
             egress: Some(std::iter::once(dns).chain(services).collect()),
         }),
     }
@@ -405,7 +406,8 @@ coredms: {storageQuota: 1Gi}";
         assert_eq!(quota["services"], Quantity("0".into()));
 
         let policy = network_policy(&t, &names, &platform()).spec.unwrap();
-        assert_eq!(policy.ingress, Some(vec![]), "no traffic in");
+        assert_eq!(policy.policy_types.as_deref(), Some(&["Ingress".to_owned(), "Egress".to_owned()][..]));
+        assert_eq!(policy.ingress, None, "no traffic in");
         let egress = policy.egress.unwrap();
         assert_eq!(egress.len(), 2, "DNS and Kafka");
         assert_eq!(egress[1].to.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr, "127.0.0.1/32");
