@@ -374,6 +374,22 @@ async fn check_bad_specs(stack: &Stack, client: &kube::Client, tenants: &Api<Ten
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "NamespaceConflict"));
     let message = wait_condition(tenants, "greedy", "SpecValid", "InvalidSpec").await;
     assert!(message.contains("spec.agreement.compute.cpu asks for 64"), "{message}");
+    // A human sees both as Warning Events on the tenant.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    for (name, reason) in [("conflicted", "NamespaceConflict"), ("greedy", "InvalidSpec")] {
+        wait_for(&format!("a {reason} Event on {name}"), Duration::from_secs(30), || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&Default::default()).await.ok()?;
+                list.items.into_iter().find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.reason.as_deref() == Some(reason)
+                        && e.type_.as_deref() == Some("Warning")
+                })
+            }
+        })
+        .await;
+    }
 
     assert!(operator.is_running(), "the operator keeps running");
     wait_ready(tenants, A).await;
