@@ -40,7 +40,8 @@ unit: ## Tests that need no servers
 
 .PHONY: integration
 integration: ## Tests against the running local stack (real Kubernetes, Kafka and coredms)
-	source "$(ENV_FILE)" && cargo test --locked -p mysimbdp-e2e -p mysimbdp-operator --tests -- --test-threads=$(TEST_THREADS)
+	cargo build --locked --workspace --bins
+	source "$(ENV_FILE)" && cargo test --locked --workspace --tests -- --test-threads=$(TEST_THREADS)
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the API types

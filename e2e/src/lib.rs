@@ -201,6 +201,8 @@ pub struct OperatorProcess {
     pub metrics_addr: SocketAddr,
     /// The staging root it uses (a fresh directory).
     pub staging_dir: PathBuf,
+    /// The local runtime's run records.
+    pub runs_dir: PathBuf,
     log: PathBuf,
 }
 
@@ -214,8 +216,14 @@ impl OperatorProcess {
         std::fs::create_dir_all(&staging_dir).expect("staging directory");
         let log = base.join("operator.log");
         let log_file = std::fs::File::create(&log).expect("operator log");
+        // The apps of the samples are binaries of this workspace, next to the operator's.
+        let bin_dir = binary.parent().expect("the binary is in a folder");
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
         let child = Command::new(binary)
             .envs(stack.vars())
+            .env("PATH", path)
+            .env("MYSIMBDP_RUNS_DIR", base.join("runs"))
+            .env("MYSIMBDP_BATCH_POLL_INTERVAL", "500ms")
             .env("MYSIMBDP_STAGING_URL", format!("file://{}", staging_dir.display()))
             .env("MYSIMBDP_METRICS_ADDR", metrics_addr.to_string())
             .env("RUST_LOG", "info,mysimbdp_operator=debug,kube=warn")
@@ -225,7 +233,7 @@ impl OperatorProcess {
             .stdin(Stdio::null())
             .spawn()
             .expect("the operator starts");
-        let mut operator = Self { child, metrics_addr, staging_dir, log };
+        let mut operator = Self { child, metrics_addr, staging_dir, runs_dir: base.join("runs"), log };
         let deadline = Instant::now() + Duration::from_secs(60);
         while operator.http_get("/healthz").is_none() {
             if let Ok(Some(status)) = operator.child.try_wait() {

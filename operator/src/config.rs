@@ -97,6 +97,10 @@ pub struct PlatformArgs {
     #[arg(long = "app-egress", env = "MYSIMBDP_APP_EGRESS", value_delimiter = ',', value_parser = parse_egress)]
     pub app_egress: Vec<Egress>,
 
+    /// The platform's own database in coredms (ledger, reports, decisions).
+    #[arg(long, env = "MYSIMBDP_PLATFORM_DATABASE", default_value = "mysimbdp")]
+    pub platform_database: String,
+
     /// Address of the metrics and health endpoints.
     #[arg(long, env = "MYSIMBDP_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
@@ -217,6 +221,9 @@ impl PlatformArgs {
             .run_command(mongodb::bson::doc! { "ping": 1 })
             .await
             .map_err(|e| StartupError::CoreDms(format!("{}: {e}", self.coredms_url)))?;
+        let ledger = crate::batch::ledger::Ledger::open(&mongo, &self.platform_database)
+            .await
+            .map_err(|e| StartupError::CoreDms(e.to_string()))?;
         let coredms: Arc<dyn CoreDmsAdmin> = match self.coredms_backend {
             CoreDmsBackend::Mongodb => Arc::new(MongoAdmin::new(mongo)),
             CoreDmsBackend::FerretdbPostgres => {
@@ -226,7 +233,7 @@ impl PlatformArgs {
                 Arc::new(FerretDbAdmin::new(mongo, Secret::new(url)))
             }
         };
-        let staging = Arc::from(staging::open(&self.staging_url)?);
+        let staging = Arc::new(staging::open(&self.staging_url)?);
         let reporter = Reporter {
             controller: "mysimbdp-operator".into(),
             instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
@@ -240,6 +247,7 @@ impl PlatformArgs {
             platform: self.platform(),
             endpoints: self.endpoints(),
             metrics,
+            ledger,
         }))
     }
 }
@@ -264,5 +272,61 @@ mod tests {
         assert_eq!(parse_egress("10.1.0.0/16:9093").unwrap(), Egress { cidr: "10.1.0.0/16".into(), port: 9093 });
         assert!(parse_egress("10.1.0.0:9093").unwrap_err().contains("not a CIDR"));
         assert!(parse_egress("10.1.0.0/16").unwrap_err().contains("CIDR:PORT"));
+    }
+}
+
+/// Where batch runs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Local processes: the app's command, found on PATH.
+    Local,
+    /// Kubernetes Jobs in the tenants' namespaces.
+    Kubernetes,
+}
+
+/// How batch ingestion runs.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// Where batch runs run.
+    #[arg(long, env = "MYSIMBDP_RUNTIME", value_enum, default_value = "local")]
+    pub runtime: RuntimeKind,
+    /// Folder of the local runtime's run records (pid, exit code, output, result).
+    #[arg(long, env = "MYSIMBDP_RUNS_DIR", default_value = "/var/lib/mysimbdp/runs")]
+    pub runs_dir: std::path::PathBuf,
+    /// How often the batch manager looks at the staging areas and the runs.
+    #[arg(long, env = "MYSIMBDP_BATCH_POLL_INTERVAL", default_value = "2s")]
+    pub batch_poll_interval: mysimbdp_api::quantity::PositiveDuration,
+    /// Most batch runs at once over all tenants.
+    #[arg(long, env = "MYSIMBDP_MAX_CONCURRENT_RUNS", default_value_t = 4)]
+    pub max_concurrent_runs: usize,
+    /// kubernetes runtime: a PersistentVolumeClaim, present in every tenant namespace, that
+    /// holds a `file://` staging store; mounted read-only in each run at --kubernetes-staging-path.
+    #[arg(long, env = "MYSIMBDP_KUBERNETES_STAGING_CLAIM")]
+    pub kubernetes_staging_claim: Option<String>,
+    /// kubernetes runtime: where that claim is mounted (the staging URL's path, so that input
+    /// URLs resolve unchanged).
+    #[arg(long, env = "MYSIMBDP_KUBERNETES_STAGING_PATH", default_value = "/var/lib/mysimbdp/staging")]
+    pub kubernetes_staging_path: String,
+}
+
+impl BatchArgs {
+    /// The runtime the flags choose.
+    pub fn runtime(&self, client: kube::Client) -> Arc<dyn crate::runtime::Runtime> {
+        match self.runtime {
+            RuntimeKind::Local => Arc::new(crate::runtime::local::LocalRuntime::new(&self.runs_dir, client)),
+            RuntimeKind::Kubernetes => Arc::new(crate::runtime::kubernetes::KubernetesRuntime::new(
+                client,
+                self.kubernetes_staging_claim.clone(),
+                self.kubernetes_staging_path.clone(),
+            )),
+        }
+    }
+
+    /// The manager's pacing.
+    pub fn manager(&self) -> crate::batch::manager::ManagerConfig {
+        crate::batch::manager::ManagerConfig {
+            poll_interval: self.batch_poll_interval.get(),
+            max_concurrent_runs: self.max_concurrent_runs.max(1),
+        }
     }
 }

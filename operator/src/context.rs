@@ -3,9 +3,17 @@
 
 use std::sync::Arc;
 
-use kube::{Client, runtime::events::Recorder};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Client,
+    runtime::events::{Event, EventType, Recorder},
+};
+use tracing::warn;
 
-use crate::{coredms::CoreDmsAdmin, kafka::KafkaAdmin, metrics::Metrics, staging::Staging, tenant::plan::Platform};
+use crate::{
+    batch::ledger::Ledger, coredms::CoreDmsAdmin, kafka::KafkaAdmin, metrics::Metrics, staging::Staging,
+    tenant::plan::Platform,
+};
 
 /// Where apps reach Kafka and coredms (as seen from where they run, which may differ from
 /// where the operator reaches them).
@@ -39,4 +47,22 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Kubernetes Events.
     pub recorder: Recorder,
+    /// The ledger of staged files and runs.
+    pub ledger: Ledger,
+}
+
+impl Context {
+    /// Publishes an Event about `object`; a failure to record it is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, type_: EventType, reason: &str, note: &str) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            warn!(%error, reason, "cannot record an Event");
+        }
+    }
 }

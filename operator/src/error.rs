@@ -1,7 +1,7 @@
 //! The error of a reconciliation: which external system failed, on which object, and a
 //! low-cardinality category for metrics.
 
-use crate::{coredms::CoreDmsError, kafka::KafkaAdminError, staging::StagingError};
+use crate::{batch::ledger::LedgerError, coredms::CoreDmsError, kafka::KafkaAdminError, staging::StagingError};
 
 /// Why a reconciliation did not finish. Every variant is transient from the controller's
 /// point of view: it is retried with backoff. Invalid specs are not errors; they become
@@ -29,6 +29,9 @@ pub enum Error {
     /// The staging store failed.
     #[error(transparent)]
     Staging(#[from] StagingError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     /// Adding or removing the finalizer failed.
     #[error("finalizer of {name:?}: {message}")]
     Finalizer {
@@ -47,6 +50,7 @@ impl Error {
             Error::Kafka(e) => e.category(),
             Error::CoreDms(e) => e.category(),
             Error::Staging(e) => e.category(),
+            Error::Ledger(_) => "ledger",
             Error::Finalizer { .. } => "finalizer",
         }
     }

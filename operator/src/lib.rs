@@ -2,6 +2,7 @@
 //! `StreamIngestApp` resources into namespaces, Kafka users and topics, coredms databases, and
 //! running ingest apps; the adapters to the external systems they drive; and the CLI.
 
+pub mod batch;
 pub mod conditions;
 pub mod config;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod k8s;
 pub mod kafka;
 pub mod metrics;
+pub mod runtime;
 pub mod secret;
 pub mod staging;
 pub mod tenant;

@@ -26,6 +26,22 @@ pub struct ControllerLabels {
     pub controller: &'static str,
 }
 
+/// Labels of a batch file outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    /// The tenant (bounded by the number of tenants).
+    pub tenant: String,
+    /// `accepted`, `rejected`, `ingested`, `retried`, `dead_lettered`.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a tenant.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// The tenant.
+    pub tenant: String,
+}
+
 /// Every metric of the operator.
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +51,14 @@ pub struct Metrics {
     pub reconcile_seconds: Family<ControllerLabels, Histogram>,
     /// Tenants that are Ready.
     pub tenants_ready: Gauge,
+    /// Staged files by tenant and outcome.
+    pub batch_files: Family<FileLabels, Counter>,
+    /// Bytes of files ingested, by tenant.
+    pub batch_bytes: Family<TenantLabels, Counter>,
+    /// Documents stored by batch runs, by tenant.
+    pub batch_rows: Family<TenantLabels, Counter>,
+    /// Run durations by tenant.
+    pub batch_run_seconds: Family<TenantLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -48,7 +72,17 @@ impl Default for Metrics {
         registry.register("reconcile_seconds", "Time one reconciliation takes", reconcile_seconds.clone());
         let tenants_ready = Gauge::default();
         registry.register("tenants_ready", "Tenants whose Ready condition is True", tenants_ready.clone());
-        Self { registry, reconciliations, reconcile_seconds, tenants_ready }
+        let batch_files = Family::<FileLabels, Counter>::default();
+        registry.register("batch_files", "Staged files by tenant and outcome", batch_files.clone());
+        let batch_bytes = Family::<TenantLabels, Counter>::default();
+        registry.register("batch_ingested_bytes", "Bytes of files ingested", batch_bytes.clone());
+        let batch_rows = Family::<TenantLabels, Counter>::default();
+        registry.register("batch_rows", "Documents stored by batch runs", batch_rows.clone());
+        let batch_run_seconds = Family::<TenantLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
+        });
+        registry.register("batch_run_seconds", "Duration of batch runs", batch_run_seconds.clone());
+        Self { registry, reconciliations, reconcile_seconds, tenants_ready, batch_files, batch_bytes, batch_rows, batch_run_seconds }
     }
 }
 
@@ -57,6 +91,21 @@ impl Metrics {
     pub fn reconciled(&self, controller: &'static str, outcome: &'static str, elapsed: Duration) {
         self.reconciliations.get_or_create(&ReconcileLabels { controller, outcome }).inc();
         self.reconcile_seconds.get_or_create(&ControllerLabels { controller }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a staged file's outcome, with the bytes and rows it brought.
+    pub fn batch_file(&self, tenant: &str, outcome: &'static str, bytes: u64, rows: u64) {
+        self.batch_files.get_or_create(&FileLabels { tenant: tenant.into(), outcome }).inc();
+        let labels = TenantLabels { tenant: tenant.into() };
+        if outcome == "ingested" {
+            self.batch_bytes.get_or_create(&labels).inc_by(bytes);
+            self.batch_rows.get_or_create(&labels).inc_by(rows);
+        }
+    }
+
+    /// Records a finished run.
+    pub fn batch_run(&self, tenant: &str, _outcome: &'static str, elapsed: Duration) {
+        self.batch_run_seconds.get_or_create(&TenantLabels { tenant: tenant.into() }).observe(elapsed.as_secs_f64());
     }
 
     /// Registers more metrics (for a component that has its own).

@@ -132,11 +132,12 @@ pub struct FileConstraints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub filename_pattern: Option<String>,
-    /// Columns (CSV header) or top-level fields (JSON lines) that every file must have.
+    /// Columns (CSV header) or top-level fields (JSON lines) files must have, per kind of file:
+    /// a file must have the fields of every rule whose `files` glob matches its name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
-    pub required_fields: Vec<String>,
+    #[schemars(length(max = 32))]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub required_fields: Vec<RequiredFields>,
     /// Reject a file whose content is identical to a file already accepted.
     #[serde(default = "yes")]
     pub reject_duplicates: bool,
@@ -144,6 +145,24 @@ pub struct FileConstraints {
 
 fn yes() -> bool {
     true
+}
+
+/// Fields that the files whose names match a glob must have.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+pub struct RequiredFields {
+    /// Glob of the file names the rule applies to, e.g. `flights_*.csv`; `*` (the default)
+    /// applies it to every file.
+    #[serde(default = "every_file")]
+    #[schemars(length(min = 1, max = 256))]
+    pub files: String,
+    /// The fields, e.g. `[year, month, day]`.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub fields: Vec<String>,
+}
+
+fn every_file() -> String {
+    "*".into()
 }
 
 /// Delivery guarantee for files and messages.

@@ -4,7 +4,12 @@
 use std::{process::ExitCode, sync::Arc};
 
 use clap::{Parser, ValueEnum};
-use mysimbdp_operator::{config::PlatformArgs, metrics::Metrics, tenant};
+use mysimbdp_operator::{
+    batch,
+    config::{BatchArgs, PlatformArgs},
+    metrics::Metrics,
+    tenant,
+};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -17,8 +22,19 @@ enum LogFormat {
     Json,
 }
 
+/// A part of the operator that can run on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Onboarding and offboarding of tenants.
+    Tenant,
+    /// The batch ingest manager.
+    Batch,
+}
+
 /// The mysimbdp operator: onboards and offboards tenants (namespace, quotas, network fence,
-/// Kafka user, ACLs, quotas and topics, coredms database and user, staging area, credentials).
+/// Kafka user, ACLs, quotas and topics, coredms database and user, staging area, credentials)
+/// and runs batch ingestion (checks staged files against each tenant's agreement, runs the
+/// tenant's apps on the accepted ones, records every file in the ledger).
 ///
 /// Every flag can also be set through the environment variable shown; credentials are read
 /// from the environment only (MYSIMBDP_KAFKA_ADMIN_PASSWORD, MYSIMBDP_COREDMS_ADMIN_PASSWORD,
@@ -28,6 +44,11 @@ enum LogFormat {
 struct Cli {
     #[command(flatten)]
     platform: PlatformArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// Which parts to run.
+    #[arg(long, env = "MYSIMBDP_CONTROLLERS", value_enum, value_delimiter = ',', default_value = "tenant,batch")]
+    controllers: Vec<Part>,
     /// Log format.
     #[arg(long, env = "MYSIMBDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -57,8 +78,17 @@ async fn main() -> ExitCode {
             error!("metrics endpoint on {addr}: {e}");
         }
     });
-    info!(metrics = %addr, staging = %cli.platform.staging_url, "mysimbdp operator started");
-    tenant::run(ctx).await;
+    info!(metrics = %addr, staging = %cli.platform.staging_url, parts = ?cli.controllers, "mysimbdp operator started");
+    if cli.controllers.contains(&Part::Batch) {
+        let runtime = cli.batch.runtime(ctx.client.clone());
+        let manager = batch::run(ctx.clone(), ctx.ledger.clone(), runtime, cli.batch.manager());
+        tokio::spawn(manager);
+    }
+    if cli.controllers.contains(&Part::Tenant) {
+        tenant::run(ctx).await;
+    } else if tokio::signal::ctrl_c().await.is_err() {
+        error!("cannot wait for a stop signal");
+    }
     info!("mysimbdp operator stopped");
     ExitCode::SUCCESS
 }

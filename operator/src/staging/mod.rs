@@ -1,26 +1,130 @@
 //! The staging store where tenants drop files for batch ingestion, behind the [`Staging`]
-//! trait. Each tenant has an area with one folder per file state; files move between states
-//! and are never deleted except by the retention policy or offboarding.
+//! trait, on an object-store abstraction: the local filesystem (`file://`, the default) or S3
+//! (`s3://`, with the `s3` feature).
+//!
+//! Each tenant has an area with one folder per file state. A tenant drops files in
+//! `<tenant>/incoming/`; the platform moves each one to `<tenant>/<state>/<id>/<name>` once its
+//! outcome is recorded. Files are never deleted except by retention and offboarding.
 
-use std::path::PathBuf;
+use std::fmt;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use k8s_openapi::jiff::Timestamp;
 
-pub mod local;
+mod object;
 
-/// The folders of a tenant's area, one per file state.
-pub const STATES: [&str; 5] = ["incoming", "processing", "ingested", "rejected", "failed"];
+pub use object::ObjectStaging;
+
+/// The state folders of an area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileState {
+    /// Dropped by the tenant, not yet looked at.
+    Incoming,
+    /// Accepted; waiting for or in a run.
+    Processing,
+    /// Ingested.
+    Ingested,
+    /// Refused by the agreement's checks; a `.reason` file says why.
+    Rejected,
+    /// Failed on every attempt; a `.reason` file holds the last error.
+    Failed,
+}
+
+impl FileState {
+    /// Every state, in the order files move through them.
+    pub const ALL: [FileState; 5] =
+        [FileState::Incoming, FileState::Processing, FileState::Ingested, FileState::Rejected, FileState::Failed];
+
+    /// The folder name.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileState::Incoming => "incoming",
+            FileState::Processing => "processing",
+            FileState::Ingested => "ingested",
+            FileState::Rejected => "rejected",
+            FileState::Failed => "failed",
+        }
+    }
+}
+
+/// A file in a tenant's `incoming/` folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it last changed.
+    pub modified: Timestamp,
+}
+
+/// Where a file is: `<tenant>/incoming/<name>`, or `<tenant>/<state>/<id>/<name>` once the
+/// platform has given it a ledger id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The tenant.
+    pub tenant: String,
+    /// The state folder.
+    pub state: FileState,
+    /// The ledger id (none in `incoming/`).
+    pub id: Option<String>,
+    /// The file name.
+    pub name: String,
+}
+
+impl Location {
+    /// A file in a tenant's `incoming/` folder.
+    pub fn incoming(tenant: &str, name: &str) -> Self {
+        Self { tenant: tenant.into(), state: FileState::Incoming, id: None, name: name.into() }
+    }
+
+    /// The same file, with ledger id `id`, in `state`.
+    pub fn moved(&self, state: FileState, id: &str) -> Self {
+        Self { tenant: self.tenant.clone(), state, id: Some(id.into()), name: self.name.clone() }
+    }
+
+    /// The path inside the store.
+    pub fn path(&self) -> String {
+        match &self.id {
+            Some(id) => format!("{}/{}/{id}/{}", self.tenant, self.state.dir(), self.name),
+            None => format!("{}/{}/{}", self.tenant, self.state.dir(), self.name),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// Whether a name in `incoming/` is a file being written rather than one to ingest: hidden
+/// files and the usual suffixes of partial uploads are left alone until renamed.
+pub fn is_partial_upload(name: &str) -> bool {
+    name.starts_with('.') || [".part", ".tmp", ".partial", ".uploading", "~"].iter().any(|s| name.ends_with(s))
+}
 
 /// Why a staging operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
-    /// A filesystem operation failed.
-    #[error("staging: cannot {operation} {}: {source}", path.display())]
+    /// The store refused or failed an operation.
+    #[error("staging: cannot {operation} {path}: {source}")]
+    Store {
+        /// What was being done.
+        operation: &'static str,
+        /// The path concerned.
+        path: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A local filesystem operation failed.
+    #[error("staging: cannot {operation} {path}: {source}")]
     Io {
         /// What was being done.
         operation: &'static str,
         /// The path concerned.
-        path: PathBuf,
+        path: String,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -29,7 +133,7 @@ pub enum StagingError {
     Url {
         /// The URL.
         url: String,
-        /// Why.
+        /// Why, and what to write instead.
         reason: String,
     },
 }
@@ -38,7 +142,7 @@ impl StagingError {
     /// Low-cardinality label for metrics.
     pub fn category(&self) -> &'static str {
         match self {
-            StagingError::Io { .. } => "staging_io",
+            StagingError::Store { .. } | StagingError::Io { .. } => "staging_io",
             StagingError::Url { .. } => "staging_url",
         }
     }
@@ -50,19 +154,48 @@ pub type Result<T, E = StagingError> = std::result::Result<T, E>;
 /// What the platform needs from the staging store.
 #[async_trait]
 pub trait Staging: Send + Sync {
-    /// Creates the tenant's area (idempotent) and returns its URL, where the tenant drops files.
+    /// Creates the tenant's area (idempotent) and returns the URL where the tenant drops files.
     async fn ensure_area(&self, tenant: &str) -> Result<String>;
     /// Deletes the tenant's area and every file in it; succeeds when it is already gone.
     async fn delete_area(&self, tenant: &str) -> Result<()>;
+    /// The files in the tenant's `incoming/` folder, partial uploads excluded.
+    async fn list_incoming(&self, tenant: &str) -> Result<Vec<StagedFile>>;
+    /// A file's content.
+    async fn read(&self, location: &Location) -> Result<Bytes>;
+    /// Moves a file; the destination's folders are created as needed.
+    async fn move_file(&self, from: &Location, to: &Location) -> Result<()>;
+    /// Writes `<name>.reason` beside a file.
+    async fn write_reason(&self, beside: &Location, text: &str) -> Result<()>;
+    /// Whether a file exists.
+    async fn exists(&self, location: &Location) -> Result<bool>;
+    /// The URL an app reads a file from.
+    fn url(&self, location: &Location) -> String;
+    /// Deletes the tenant's files in `state` last changed before `cutoff`; returns how many.
+    async fn expire(&self, tenant: &str, state: FileState, cutoff: Timestamp) -> Result<u64>;
 }
 
-/// Opens the staging store a URL names: `file:///path` (the default store).
-pub fn open(url: &str) -> Result<Box<dyn Staging>> {
-    match url.strip_prefix("file://") {
-        Some(path) if path.starts_with('/') => Ok(Box::new(local::LocalStaging::new(path))),
-        _ => Err(StagingError::Url {
-            url: url.to_owned(),
-            reason: "use file:///absolute/path for a local or mounted filesystem".into(),
-        }),
+/// Opens the staging store a URL names.
+pub fn open(url: &str) -> Result<ObjectStaging> {
+    ObjectStaging::open(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_keep_the_tenants_file_name_under_its_id() {
+        let incoming = Location::incoming("acme-air", "flights_2013_01.csv");
+        assert_eq!(incoming.path(), "acme-air/incoming/flights_2013_01.csv");
+        let moved = incoming.moved(FileState::Processing, "20261124T101500-ab12");
+        assert_eq!(moved.path(), "acme-air/processing/20261124T101500-ab12/flights_2013_01.csv");
+    }
+
+    #[test]
+    fn partial_uploads_are_recognised() {
+        for name in [".hidden.csv", "a.csv.part", "a.csv.tmp", "a.csv~"] {
+            assert!(is_partial_upload(name), "{name}");
+        }
+        assert!(!is_partial_upload("flights_2013_01.csv"));
     }
 }

@@ -8,33 +8,9 @@ use k8s_openapi::{ByteString, api::core::v1::Secret as KubeSecret};
 use super::{names::TenantNames, plan};
 use crate::{context::AppEndpoints, coredms::AppAuth, secret::Secret};
 
-/// Keys of the credentials Secret; apps receive them as environment variables.
-pub mod keys {
-    /// Kafka bootstrap servers.
-    pub const KAFKA_BOOTSTRAP: &str = "kafka-bootstrap";
-    /// `SASL_PLAINTEXT` or `SASL_SSL`.
-    pub const KAFKA_SECURITY_PROTOCOL: &str = "kafka-security-protocol";
-    /// SASL mechanism.
-    pub const KAFKA_SASL_MECHANISM: &str = "kafka-sasl-mechanism";
-    /// The tenant's Kafka user.
-    pub const KAFKA_USERNAME: &str = "kafka-username";
-    /// Its password.
-    pub const KAFKA_PASSWORD: &str = "kafka-password";
-    /// Prefix of the tenant's topics and groups.
-    pub const KAFKA_PREFIX: &str = "kafka-prefix";
-    /// coredms URL without credentials.
-    pub const COREDMS_URL: &str = "coredms-url";
-    /// The tenant's coredms user.
-    pub const COREDMS_USERNAME: &str = "coredms-username";
-    /// Its password.
-    pub const COREDMS_PASSWORD: &str = "coredms-password";
-    /// The tenant's database.
-    pub const COREDMS_DATABASE: &str = "coredms-database";
-    /// Authentication mechanism, empty to negotiate.
-    pub const COREDMS_AUTH_MECHANISM: &str = "coredms-auth-mechanism";
-    /// Authentication database.
-    pub const COREDMS_AUTH_SOURCE: &str = "coredms-auth-source";
-}
+/// Keys of the credentials Secret: the environment variable names of the app contract, so a
+/// pod takes them all with `envFrom`.
+pub use mysimbdp_ingest_sdk::contract::env as keys;
 
 /// Annotation listing the systems (`kafka`, `coredms`) where the Secret's passwords are set.
 pub const APPLIED_ANNOTATION: &str = "mysimbdp.io/credentials-applied-to";
@@ -152,7 +128,7 @@ mod tests {
         assert_eq!(read, applied, "the same passwords and applied systems come back");
         assert!(!read.needs_reset("kafka"));
         let data = written.data.unwrap();
-        assert_eq!(data[keys::KAFKA_USERNAME].0, b"tenant-t");
+        assert_eq!(data["MYSIMBDP_KAFKA_USERNAME"].0, b"tenant-t");
         assert_eq!(data[keys::COREDMS_DATABASE].0, b"t");
     }
 }

@@ -22,13 +22,13 @@ use kube::{
     runtime::{
         Controller,
         controller::Action,
-        events::{Event as KubeEvent, EventType},
+        events::EventType,
         finalizer::{Event, finalizer},
         watcher,
     },
 };
 use mysimbdp_api::{
-    Tenant, TenantStatus,
+    StreamIngestApp, Tenant, TenantStatus,
     constants::{FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, TENANT_FINALIZER},
     tenant::{OffboardingPolicy, TenantUsage},
 };
@@ -36,6 +36,7 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::{
+    batch::ledger::start_of_day,
     conditions::{self, State},
     context::Context,
     error::{Error, Result},
@@ -123,7 +124,7 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         let spec = State::failed(condition::SPEC_VALID, "InvalidSpec", message.clone());
         write_status(ctx, tenant, &names, &[spec.clone(), conditions::summary(&[spec])], None).await?;
-        event(ctx, tenant, EventType::Warning, "InvalidSpec", &message).await;
+        ctx.event(&tenant.object_ref(&()), EventType::Warning, "InvalidSpec", &message).await;
         return Ok(Action::await_change());
     }
     let mut parts = vec![State::ok(condition::SPEC_VALID, "Valid", "the platform can satisfy the agreement")];
@@ -138,7 +139,7 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         );
         parts.push(State::failed(condition::NAMESPACE_READY, "NamespaceConflict", message.clone()));
         write_status(ctx, tenant, &names, &with_summary(parts), None).await?;
-        event(ctx, tenant, EventType::Warning, "NamespaceConflict", &message).await;
+        ctx.event(&tenant.object_ref(&()), EventType::Warning, "NamespaceConflict", &message).await;
         return Ok(Action::requeue(RECHECK));
     }
     apply_namespace(ctx, tenant, &names).await?;
@@ -178,7 +179,7 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             for warning in &outcome.warnings {
                 message.push_str("; ");
                 message.push_str(warning);
-                event(ctx, tenant, EventType::Warning, "TopicNotShrunk", warning).await;
+                ctx.event(&tenant.object_ref(&()), EventType::Warning, "TopicNotShrunk", warning).await;
             }
             if !outcome.notes.is_empty() {
                 info!(changes = ?outcome.notes, "Kafka updated");
@@ -223,7 +224,7 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     parts.push(credentials_state);
     if credentials.generated {
         let note = format!("generated credentials in Secret {}/{}", names.namespace, names::CREDENTIALS_SECRET);
-        event(ctx, tenant, EventType::Normal, "CredentialsCreated", &note).await;
+        ctx.event(&tenant.object_ref(&()), EventType::Normal, "CredentialsCreated", &note).await;
     }
 
     let staging_url = match ctx.staging.ensure_area(&names.tenant).await {
@@ -238,19 +239,37 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let stored_bytes = ctx.coredms.database_size(&names.database).await.unwrap_or_default();
-    let usage = TenantUsage { stored_bytes, ..TenantUsage::default() };
+    let usage = usage(ctx, &names).await?;
     let was_ready = tenant.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
     let states = with_summary(parts);
     let ready = states.last().is_some_and(|s| s.ok);
     write_status(ctx, tenant, &names, &states, Some((staging_url, usage))).await?;
     if ready && !was_ready {
-        event(ctx, tenant, EventType::Normal, "Ready", "the tenant is onboarded").await;
+        ctx.event(&tenant.object_ref(&()), EventType::Normal, "Ready", "the tenant is onboarded").await;
     }
     match first_error {
         Some(error) => Err(error),
         None => Ok(Action::requeue(RESYNC)),
     }
+}
+
+/// The tenant's usage against its quotas, from the ledger, its apps and its database.
+async fn usage(ctx: &Context, names: &TenantNames) -> Result<TenantUsage> {
+    let today = ctx.ledger.accepted_since(&names.tenant, start_of_day()).await?;
+    let running = ctx.ledger.runs(mongodb::bson::doc! { "tenant": &names.tenant, "outcome": null }).await?.len();
+    let streams: Api<StreamIngestApp> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let stream_replicas = streams
+        .list(&Default::default())
+        .await
+        .map(|list| list.items.iter().filter_map(|a| a.status.as_ref()).map(|s| s.desired_replicas).sum())
+        .unwrap_or(0);
+    Ok(TenantUsage {
+        files_today: today.files,
+        bytes_today: today.bytes,
+        running_batch_runs: u32::try_from(running).unwrap_or(u32::MAX),
+        stream_replicas,
+        stored_bytes: ctx.coredms.database_size(&names.database).await.unwrap_or_default(),
+    })
 }
 
 fn with_summary(mut parts: Vec<State>) -> Vec<State> {
@@ -313,7 +332,7 @@ async fn offboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let data =
         if delete_data { "its data and staged files were deleted" } else { "its data and staged files are kept" };
     let note = format!("removed Kafka user, ACLs, quotas and {} topics, and the coredms user; {data}", topics.len());
-    event(ctx, tenant, EventType::Normal, "Offboarded", &note).await;
+    ctx.event(&tenant.object_ref(&()), EventType::Normal, "Offboarded", &note).await;
     Ok(Action::await_change())
 }
 
@@ -352,18 +371,4 @@ async fn write_status(
         .await
         .map_err(Error::kube("update status of", "Tenant", &names.tenant))?;
     Ok(())
-}
-
-/// Publishes an Event about the tenant; a failure to record it is logged, never fatal.
-async fn event(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: &str) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
-        warn!(%error, reason, "cannot record an Event");
-    }
 }

@@ -1,0 +1,235 @@
+//! The kubernetes runtime: a run is a Job in the tenant's namespace, owned by its
+//! BatchIngestApp, running as the tenant's app ServiceAccount under the restricted Pod Security
+//! profile, with the tenant's credentials from its Secret and a deadline. The result document
+//! is the container's termination message.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::{
+    api::{
+        batch::v1::{Job, JobSpec},
+        core::v1::{
+            Capabilities, Container, EnvFromSource, EnvVar, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+            ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
+            PersistentVolumeClaimVolumeSource,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{ObjectMeta, OwnerReference},
+    },
+};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+};
+use mysimbdp_api::constants::{
+    LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TENANT, MANAGED_BY, PART_OF,
+};
+use mysimbdp_ingest_sdk::contract::env;
+use tracing::info;
+
+use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result};
+
+/// Label carrying the run id on Jobs and their pods.
+pub const LABEL_RUN: &str = "mysimbdp.io/run";
+/// Where the result document goes: the container's termination message.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+/// Finished Jobs are removed after a day; the ledger keeps the outcome.
+const JOB_TTL_SECONDS: i32 = 24 * 3600;
+
+/// Runs as Jobs.
+pub struct KubernetesRuntime {
+    client: kube::Client,
+    /// A PersistentVolumeClaim (in each tenant namespace) holding the staging store, mounted
+    /// read-only at `staging_path` so that `file://` input URLs resolve inside the pod.
+    staging_claim: Option<String>,
+    staging_path: String,
+}
+
+impl KubernetesRuntime {
+    /// Jobs through `client`; when `staging_claim` is set, the claim of that name is mounted at
+    /// `staging_path`.
+    pub fn new(client: kube::Client, staging_claim: Option<String>, staging_path: String) -> Self {
+        Self { client, staging_claim, staging_path }
+    }
+
+    /// The Job of a run (pure).
+    pub fn job(&self, spec: &RunSpec) -> Job {
+        let labels = BTreeMap::from([
+            (LABEL_NAME.to_owned(), "mysimbdp-batch-run".to_owned()),
+            (LABEL_INSTANCE.to_owned(), spec.app.clone()),
+            (LABEL_COMPONENT.to_owned(), "batch-run".to_owned()),
+            (LABEL_PART_OF.to_owned(), PART_OF.to_owned()),
+            (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            (LABEL_TENANT.to_owned(), spec.tenant.clone()),
+            (LABEL_RUN.to_owned(), spec.id.clone()),
+        ]);
+        let mut env: Vec<EnvVar> = spec
+            .container
+            .env
+            .iter()
+            .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
+            .collect();
+        env.extend(spec.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), value_from: None }));
+        env.push(EnvVar { name: env::RESULT_FILE.into(), value: Some(TERMINATION_LOG.into()), value_from: None });
+        let resources = spec.container.resources.as_ref().map(|r| {
+            let amounts = BTreeMap::from([
+                ("cpu".to_owned(), Quantity(r.cpu.to_string())),
+                ("memory".to_owned(), Quantity(r.memory.to_string())),
+            ]);
+            ResourceRequirements { limits: Some(amounts.clone()), requests: Some(amounts), ..ResourceRequirements::default() }
+        });
+        let (volumes, mounts) = match &self.staging_claim {
+            Some(claim) => (
+                Some(vec![Volume {
+                    name: "staging".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: claim.clone(),
+                        read_only: Some(true),
+                    }),
+                    ..Volume::default()
+                }]),
+                Some(vec![VolumeMount {
+                    name: "staging".into(),
+                    mount_path: self.staging_path.clone(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                }]),
+            ),
+            None => (None, None),
+        };
+        let container = Container {
+            name: "app".into(),
+            image: Some(spec.container.image.clone()),
+            command: Some(spec.container.command.clone()),
+            args: (!spec.container.args.is_empty()).then(|| spec.container.args.clone()),
+            env: Some(env),
+            env_from: Some(vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: spec.credentials_secret.clone(), optional: Some(false) }),
+                ..EnvFromSource::default()
+            }]),
+            resources,
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                ..SecurityContext::default()
+            }),
+            termination_message_path: Some(TERMINATION_LOG.into()),
+            termination_message_policy: Some("FallbackToLogsOnError".into()),
+            volume_mounts: mounts,
+            ..Container::default()
+        };
+        let owner = OwnerReference {
+            api_version: mysimbdp_api::constants::API_VERSION.into(),
+            kind: "BatchIngestApp".into(),
+            name: spec.app.clone(),
+            uid: spec.app_uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let timeout = i64::try_from(spec.timeout.as_secs()).unwrap_or(i64::MAX).max(1);
+        Job {
+            metadata: ObjectMeta {
+                name: Some(spec.id.clone()),
+                namespace: Some(spec.namespace.clone()),
+                labels: Some(labels.clone()),
+                owner_references: Some(vec![owner]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(JobSpec {
+                // The platform retries with its own backoff and records every attempt.
+                backoff_limit: Some(0),
+                active_deadline_seconds: Some(timeout),
+                ttl_seconds_after_finished: Some(JOB_TTL_SECONDS),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+                    spec: Some(PodSpec {
+                        restart_policy: Some("Never".into()),
+                        service_account_name: Some(spec.service_account.clone()),
+                        automount_service_account_token: Some(false),
+                        security_context: Some(PodSecurityContext {
+                            run_as_non_root: Some(true),
+                            run_as_user: Some(65532),
+                            run_as_group: Some(65532),
+                            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                            ..PodSecurityContext::default()
+                        }),
+                        containers: vec![container],
+                        volumes,
+                        ..PodSpec::default()
+                    }),
+                },
+                ..JobSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn kube_error(action: &'static str, run: &str) -> impl FnOnce(kube::Error) -> RuntimeError {
+        let run = run.to_owned();
+        move |source| RuntimeError::Kube { action, run, source }
+    }
+}
+
+#[async_trait]
+impl Runtime for KubernetesRuntime {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn start(&self, spec: &RunSpec) -> Result<()> {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &spec.namespace);
+        match jobs.create(&PostParams::default(), &self.job(spec)).await {
+            Ok(_) => {}
+            // Created by an earlier attempt to start this very run.
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            Err(e) => return Err(Self::kube_error("create the Job", &spec.id)(e)),
+        }
+        info!(run = %spec.id, namespace = %spec.namespace, "created Job");
+        Ok(())
+    }
+
+    async fn state(&self, namespace: &str, id: &str) -> Result<RunState> {
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        let Some(job) = jobs.get_opt(id).await.map_err(Self::kube_error("read the Job", id))? else {
+            return Ok(RunState::Unknown);
+        };
+        let status = job.status.unwrap_or_default();
+        let conditions = status.conditions.unwrap_or_default();
+        let finished = conditions.iter().find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
+        let Some(condition) = finished else {
+            return Ok(RunState::Running);
+        };
+        let timed_out = condition.reason.as_deref() == Some("DeadlineExceeded");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let listed = pods
+            .list(&ListParams::default().labels(&format!("{LABEL_RUN}={id}")))
+            .await
+            .map_err(Self::kube_error("read the run's pod", id))?;
+        let terminated = listed
+            .items
+            .into_iter()
+            .filter_map(|p| p.status?.container_statuses?.into_iter().find(|c| c.name == "app")?.state?.terminated)
+            .next();
+        let exit_code = terminated.as_ref().map(|t| t.exit_code);
+        let result = terminated.as_ref().and_then(|t| t.message.as_deref()).and_then(parse_result);
+        let message = match (&terminated, timed_out) {
+            (_, true) => "the Job passed its deadline and was stopped".to_owned(),
+            (Some(t), _) => format!(
+                "the app exited with code {}{}",
+                t.exit_code,
+                t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+            (None, _) => condition.message.clone().unwrap_or_else(|| "the Job finished without a pod status".into()),
+        };
+        Ok(RunState::Finished(RunOutcome { exit_code, result, timed_out, message }))
+    }
+
+    async fn forget(&self, _namespace: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! The seam between what should run and where it runs. The batch manager hands a [`RunSpec`]
+//! to a [`Runtime`] and later asks how the run is doing; nothing above this module knows
+//! whether runs are Kubernetes Jobs or local processes.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use async_trait::async_trait;
+use mysimbdp_api::common::ContainerSpec;
+use mysimbdp_ingest_sdk::contract::RunResult;
+
+pub mod kubernetes;
+pub mod local;
+
+/// One run of a batch app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// Run id: unique, a DNS label (it names the Job).
+    pub id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The tenant's namespace.
+    pub namespace: String,
+    /// The app's name.
+    pub app: String,
+    /// The app's uid (the run is owned by it).
+    pub app_uid: String,
+    /// What to run.
+    pub container: ContainerSpec,
+    /// The contract's environment, credentials aside.
+    pub env: BTreeMap<String, String>,
+    /// Secret in the namespace whose keys are the credentials' environment variables.
+    pub credentials_secret: String,
+    /// ServiceAccount the run uses.
+    pub service_account: String,
+    /// The run is stopped after this long.
+    pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunOutcome {
+    /// The app's exit code, when known.
+    pub exit_code: Option<i32>,
+    /// The result document the app wrote, when it wrote a valid one.
+    pub result: Option<RunResult>,
+    /// Whether the run was stopped at its timeout.
+    pub timed_out: bool,
+    /// What the runtime saw, for people.
+    pub message: String,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Still going.
+    Running,
+    /// Over.
+    Finished(RunOutcome),
+    /// The runtime knows nothing of it (it never started, or its traces are gone).
+    Unknown,
+}
+
+/// Why a runtime call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The program could not be started.
+    #[error("cannot start run {run} of app {app:?}: {message}")]
+    Start {
+        /// The run.
+        run: String,
+        /// The app.
+        app: String,
+        /// Why, and what to do.
+        message: String,
+    },
+    /// A Kubernetes call failed.
+    #[error("Kubernetes: cannot {action} for run {run}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The run.
+        run: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// A local file of the run could not be used.
+    #[error("run {run}: cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The run.
+        run: String,
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// Low-cardinality label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RuntimeError::Start { .. } => "runtime_start",
+            RuntimeError::Kube { .. } => "kubernetes",
+            RuntimeError::Io { .. } => "runtime_io",
+        }
+    }
+}
+
+/// Result of runtime calls.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Where runs run.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// `local` or `kubernetes`.
+    fn name(&self) -> &'static str;
+    /// Starts a run.
+    async fn start(&self, spec: &RunSpec) -> Result<()>;
+    /// How the run `id` in `namespace` is doing.
+    async fn state(&self, namespace: &str, id: &str) -> Result<RunState>;
+    /// Frees what a finished run left (process records, Jobs are left to their TTL).
+    async fn forget(&self, namespace: &str, id: &str) -> Result<()>;
+}
+
+/// Parses the result document an app wrote; `None` when it wrote none or garbage.
+pub fn parse_result(text: &str) -> Option<RunResult> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    serde_json::from_str(trimmed).ok()
+}

@@ -1,0 +1,231 @@
+//! [`Staging`] on the `object_store` crate: `LocalFileSystem` for `file://` URLs, `AmazonS3`
+//! for `s3://` URLs when built with the `s3` feature.
+
+use std::{path::PathBuf, sync::Arc};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use k8s_openapi::jiff::Timestamp;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path};
+
+use super::{FileState, Location, Result, StagedFile, Staging, StagingError, is_partial_upload};
+
+/// Staging areas in one object store.
+pub struct ObjectStaging {
+    store: Arc<dyn ObjectStore>,
+    /// The URL of the store's root, without a trailing slash.
+    root_url: String,
+    /// The root directory when the store is the local filesystem.
+    local_root: Option<PathBuf>,
+}
+
+impl ObjectStaging {
+    /// Opens `file:///absolute/path` (created when missing) or, with the `s3` feature,
+    /// `s3://bucket/prefix` (credentials and region from the usual AWS environment variables).
+    pub fn open(url: &str) -> Result<Self> {
+        let trimmed = url.trim_end_matches('/');
+        if let Some(path) = trimmed.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(StagingError::Url { url: url.into(), reason: "use file:///absolute/path".into() });
+            }
+            std::fs::create_dir_all(path).map_err(|source| StagingError::Io { operation: "create", path: path.into(), source })?;
+            let store = LocalFileSystem::new_with_prefix(path)
+                .map_err(|source| StagingError::Store { operation: "open", path: path.into(), source })?
+                .with_automatic_cleanup(true);
+            return Ok(Self { store: Arc::new(store), root_url: trimmed.into(), local_root: Some(path.into()) });
+        }
+        if trimmed.starts_with("s3://") {
+            return Self::open_s3(trimmed);
+        }
+        Err(StagingError::Url { url: url.into(), reason: "use file:///absolute/path or s3://bucket/prefix".into() })
+    }
+
+    #[cfg(feature = "s3")]
+    fn open_s3(url: &str) -> Result<Self> {
+        let (bucket_url, prefix) = match url["s3://".len()..].split_once('/') {
+            Some((bucket, prefix)) => (format!("s3://{bucket}"), Some(prefix.to_owned())),
+            None => (url.to_owned(), None),
+        };
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(&bucket_url)
+            .build()
+            .map_err(|source| StagingError::Store { operation: "open", path: url.into(), source })?;
+        let store: Arc<dyn ObjectStore> = match prefix {
+            Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)),
+            None => Arc::new(s3),
+        };
+        Ok(Self { store, root_url: url.into(), local_root: None })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn open_s3(url: &str) -> Result<Self> {
+        Err(StagingError::Url {
+            url: url.into(),
+            reason: "this build has no S3 support; build the operator with the `s3` feature".into(),
+        })
+    }
+
+    fn store_err(operation: &'static str, path: &str) -> impl FnOnce(object_store::Error) -> StagingError {
+        let path = path.to_owned();
+        move |source| StagingError::Store { operation, path, source }
+    }
+}
+
+/// The time `object_store` reports, as the timestamp type the rest of the operator uses.
+fn timestamp(time: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp::from_millisecond(time.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl Staging for ObjectStaging {
+    async fn ensure_area(&self, tenant: &str) -> Result<String> {
+        // Object stores have no folders; on a filesystem, an empty incoming/ shows the tenant
+        // where to drop files.
+        if let Some(root) = &self.local_root {
+            for state in FileState::ALL {
+                let dir = root.join(tenant).join(state.dir());
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|source| StagingError::Io { operation: "create", path: dir.display().to_string(), source })?;
+            }
+        }
+        Ok(format!("{}/{tenant}/incoming/", self.root_url))
+    }
+
+    async fn delete_area(&self, tenant: &str) -> Result<()> {
+        let prefix = Path::from(tenant);
+        let objects: Vec<_> =
+            self.store.list(Some(&prefix)).try_collect().await.map_err(Self::store_err("list", tenant))?;
+        for object in objects {
+            match self.store.delete(&object.location).await {
+                Err(object_store::Error::NotFound { .. }) | Ok(()) => {}
+                Err(e) => return Err(Self::store_err("delete", object.location.as_ref())(e)),
+            }
+        }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(tenant);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StagingError::Io { operation: "delete", path: dir.display().to_string(), source: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_incoming(&self, tenant: &str) -> Result<Vec<StagedFile>> {
+        let prefix = Path::from(format!("{tenant}/incoming"));
+        let listed = self.store.list_with_delimiter(Some(&prefix)).await;
+        let listing = match listed {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Self::store_err("list", prefix.as_ref())(e)),
+        };
+        let mut files: Vec<StagedFile> = listing
+            .objects
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.location.filename()?.to_owned();
+                (!is_partial_upload(&name)).then(|| StagedFile { name, size: o.size, modified: timestamp(o.last_modified) })
+            })
+            .collect();
+        files.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
+        Ok(files)
+    }
+
+    async fn read(&self, location: &Location) -> Result<Bytes> {
+        let path = Path::from(location.path());
+        let got = self.store.get(&path).await.map_err(Self::store_err("read", path.as_ref()))?;
+        got.bytes().await.map_err(Self::store_err("read", path.as_ref()))
+    }
+
+    async fn move_file(&self, from: &Location, to: &Location) -> Result<()> {
+        let (source, target) = (Path::from(from.path()), Path::from(to.path()));
+        self.store.rename(&source, &target).await.map_err(Self::store_err("move", source.as_ref()))
+    }
+
+    async fn write_reason(&self, beside: &Location, text: &str) -> Result<()> {
+        let mut reason = beside.clone();
+        reason.name = format!("{}.reason", beside.name);
+        let path = Path::from(reason.path());
+        self.store
+            .put(&path, PutPayload::from(text.to_owned()))
+            .await
+            .map(drop)
+            .map_err(Self::store_err("write", path.as_ref()))
+    }
+
+    async fn exists(&self, location: &Location) -> Result<bool> {
+        let path = Path::from(location.path());
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Self::store_err("look up", path.as_ref())(e)),
+        }
+    }
+
+    fn url(&self, location: &Location) -> String {
+        format!("{}/{}", self.root_url, location.path())
+    }
+
+    async fn expire(&self, tenant: &str, state: FileState, cutoff: Timestamp) -> Result<u64> {
+        let prefix = Path::from(format!("{tenant}/{}", state.dir()));
+        let objects: Vec<_> =
+            self.store.list(Some(&prefix)).try_collect().await.map_err(Self::store_err("list", prefix.as_ref()))?;
+        let mut deleted = 0;
+        for object in objects.into_iter().filter(|o| timestamp(o.last_modified) < cutoff) {
+            self.store.delete(&object.location).await.map_err(Self::store_err("delete", object.location.as_ref()))?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        std::env::temp_dir().join(format!("staging-test-{}-{:?}", std::process::id(), std::thread::current().id()))
+    }
+
+    #[tokio::test]
+    async fn files_move_through_states_and_areas_are_deleted() {
+        let root = root();
+        let staging = ObjectStaging::open(&format!("file://{}", root.display())).unwrap();
+        let url = staging.ensure_area("acme-air").await.unwrap();
+        assert_eq!(url, format!("file://{}/acme-air/incoming/", root.display()));
+        std::fs::write(root.join("acme-air/incoming/a.csv"), "x,y\n1,2\n").unwrap();
+        std::fs::write(root.join("acme-air/incoming/b.csv.part"), "x").unwrap();
+
+        let listed = staging.list_incoming("acme-air").await.unwrap();
+        assert_eq!(listed.iter().map(|f| (f.name.as_str(), f.size)).collect::<Vec<_>>(), [("a.csv", 8)]);
+
+        let from = Location::incoming("acme-air", "a.csv");
+        let to = from.moved(FileState::Rejected, "id1");
+        staging.move_file(&from, &to).await.unwrap();
+        staging.write_reason(&to, "too big").await.unwrap();
+        assert!(!staging.exists(&from).await.unwrap());
+        assert_eq!(staging.read(&to).await.unwrap(), Bytes::from("x,y\n1,2\n"));
+        assert_eq!(std::fs::read_to_string(root.join("acme-air/rejected/id1/a.csv.reason")).unwrap(), "too big");
+        assert_eq!(staging.url(&to), format!("file://{}/acme-air/rejected/id1/a.csv", root.display()));
+
+        assert_eq!(staging.expire("acme-air", FileState::Rejected, Timestamp::UNIX_EPOCH).await.unwrap(), 0);
+        let later = Timestamp::now() + std::time::Duration::from_secs(60);
+        assert_eq!(staging.expire("acme-air", FileState::Rejected, later).await.unwrap(), 2);
+
+        staging.delete_area("acme-air").await.unwrap();
+        assert!(!root.join("acme-air").exists());
+        staging.delete_area("acme-air").await.unwrap();
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn unsupported_urls_say_what_to_write() {
+        let err = ObjectStaging::open("ftp://x").err().unwrap().to_string();
+        assert!(err.contains("file:///absolute/path"), "{err}");
+        assert!(ObjectStaging::open("file://relative").is_err());
+    }
+}
