@@ -1,0 +1,20 @@
+//! The mysimbdp ingest SDK: what a tenant's ingest app links.
+//!
+//! [`contract`] is the platform's contract with an app (environment in, exit code and result
+//! document out), documented in plain words in this crate's README so that an app can be
+//! written in any language.
+//!
+//! A batch app is a wrangle hook given to [`batch::run_batch`] (or a [`batch::Batch`] when it
+//! needs to prepare): [`config`] reads the run's environment, [`read`] streams the input files,
+//! [`write`] stores the documents idempotently.
+
+pub mod batch;
+pub mod config;
+pub mod contract;
+pub mod read;
+pub mod write;
+
+/// The BSON types documents are built with (the version the writer uses).
+pub use mongodb::bson;
+/// The coredms driver, for apps that query their database (e.g. reference data).
+pub use mongodb;
