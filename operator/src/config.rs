@@ -44,27 +44,15 @@ pub struct PlatformArgs {
     #[arg(long, env = "MYSIMBDP_KAFKA_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
     pub kafka_admin_password: String,
 
-    /// coredms (MongoDB API) URL without credentials, as the operator reaches it.
-    #[arg(long, env = "MYSIMBDP_COREDMS_URL")]
-    pub coredms_url: String,
+    /// coredms connection as the admin.
+    #[command(flatten)]
+    pub coredms: CoreDmsArgs,
     /// coredms URL as apps reach it; defaults to --coredms-url.
     #[arg(long, env = "MYSIMBDP_APP_COREDMS_URL")]
     pub app_coredms_url: Option<String>,
     /// Which coredms backend runs behind the URL.
     #[arg(long, env = "MYSIMBDP_COREDMS_BACKEND", value_enum, default_value = "ferretdb-postgres")]
     pub coredms_backend: CoreDmsBackend,
-    /// The coredms admin user.
-    #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_USER")]
-    pub coredms_admin_user: String,
-    /// The coredms admin's password (environment only).
-    #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
-    pub coredms_admin_password: String,
-    /// How the admin authenticates (PLAIN for FerretDB; empty lets the driver negotiate).
-    #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_MECHANISM", default_value = "")]
-    pub coredms_auth_mechanism: String,
-    /// The admin's authentication database (`$external` for PLAIN).
-    #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_SOURCE", default_value = "admin")]
-    pub coredms_auth_source: String,
     /// PostgreSQL URL under FerretDB, with superuser credentials (environment only; only for
     /// the ferretdb-postgres backend).
     #[arg(long, env = "MYSIMBDP_POSTGRES_URL", hide_env_values = true, hide = true)]
@@ -96,10 +84,6 @@ pub struct PlatformArgs {
     /// added automatically when their app addresses are IP addresses.
     #[arg(long = "app-egress", env = "MYSIMBDP_APP_EGRESS", value_delimiter = ',', value_parser = parse_egress)]
     pub app_egress: Vec<Egress>,
-
-    /// The platform's own database in coredms (ledger, reports, decisions).
-    #[arg(long, env = "MYSIMBDP_PLATFORM_DATABASE", default_value = "mysimbdp")]
-    pub platform_database: String,
 
     /// Address of the metrics and health endpoints.
     #[arg(long, env = "MYSIMBDP_METRICS_ADDR", default_value = "127.0.0.1:9464")]
@@ -134,6 +118,52 @@ fn ip_egress(addresses: &str) -> Vec<Egress> {
         .collect()
 }
 
+/// The coredms connection of the platform admin, and the platform's own database.
+#[derive(Debug, Clone, Args)]
+pub struct CoreDmsArgs {
+    /// coredms (MongoDB API) URL without credentials, as the operator reaches it.
+    #[arg(long, env = "MYSIMBDP_COREDMS_URL")]
+    pub coredms_url: String,
+    /// The coredms admin user.
+    #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_USER")]
+    pub coredms_admin_user: String,
+    /// The coredms admin's password (environment only).
+    #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
+    pub coredms_admin_password: String,
+    /// How the admin authenticates (PLAIN for FerretDB; empty lets the driver negotiate).
+    #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_MECHANISM", default_value = "")]
+    pub coredms_auth_mechanism: String,
+    /// The admin's authentication database (`$external` for PLAIN).
+    #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_SOURCE", default_value = "admin")]
+    pub coredms_auth_source: String,
+    /// The platform's own database in coredms (ledger, reports, decisions).
+    #[arg(long, env = "MYSIMBDP_PLATFORM_DATABASE", default_value = "mysimbdp")]
+    pub platform_database: String,
+}
+
+impl CoreDmsArgs {
+    /// A coredms client authenticated as the admin.
+    pub async fn admin_client(&self) -> Result<mongodb::Client, StartupError> {
+        let mut options = mongodb::options::ClientOptions::parse(&self.coredms_url)
+            .await
+            .map_err(|e| StartupError::CoreDms(format!("--coredms-url {:?}: {e}", self.coredms_url)))?;
+        let mechanism = match self.coredms_auth_mechanism.as_str() {
+            "" => None,
+            m => Some(m.parse().map_err(|e| StartupError::CoreDms(format!("--coredms-auth-mechanism {m:?}: {e}")))?),
+        };
+        options.credential = Some(
+            mongodb::options::Credential::builder()
+                .username(self.coredms_admin_user.clone())
+                .password(self.coredms_admin_password.clone())
+                .mechanism(mechanism)
+                .source(self.coredms_auth_source.clone())
+                .build(),
+        );
+        options.app_name = Some("mysimbdp-operator".into());
+        mongodb::Client::with_options(options).map_err(|e| StartupError::CoreDms(e.to_string()))
+    }
+}
+
 /// Why the operator cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -155,7 +185,7 @@ impl PlatformArgs {
     /// The platform's limits and defaults.
     pub fn platform(&self) -> Platform {
         let app_kafka = self.app_kafka_bootstrap.as_deref().unwrap_or(&self.kafka_bootstrap);
-        let app_coredms = self.app_coredms_url.as_deref().unwrap_or(&self.coredms_url);
+        let app_coredms = self.app_coredms_url.as_deref().unwrap_or(&self.coredms.coredms_url);
         let mut egress = ip_egress(app_kafka);
         egress.extend(ip_egress(app_coredms));
         egress.extend(self.app_egress.iter().cloned());
@@ -177,29 +207,8 @@ impl PlatformArgs {
             kafka_bootstrap: self.app_kafka_bootstrap.clone().unwrap_or_else(|| self.kafka_bootstrap.clone()),
             kafka_security_protocol: self.kafka_security_protocol.clone(),
             kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
-            coredms_url: self.app_coredms_url.clone().unwrap_or_else(|| self.coredms_url.clone()),
+            coredms_url: self.app_coredms_url.clone().unwrap_or_else(|| self.coredms.coredms_url.clone()),
         }
-    }
-
-    /// A coredms client authenticated as the admin.
-    pub async fn coredms_admin_client(&self) -> Result<mongodb::Client, StartupError> {
-        let mut options = mongodb::options::ClientOptions::parse(&self.coredms_url)
-            .await
-            .map_err(|e| StartupError::CoreDms(format!("--coredms-url {:?}: {e}", self.coredms_url)))?;
-        let mechanism = match self.coredms_auth_mechanism.as_str() {
-            "" => None,
-            m => Some(m.parse().map_err(|e| StartupError::CoreDms(format!("--coredms-auth-mechanism {m:?}: {e}")))?),
-        };
-        options.credential = Some(
-            mongodb::options::Credential::builder()
-                .username(self.coredms_admin_user.clone())
-                .password(self.coredms_admin_password.clone())
-                .mechanism(mechanism)
-                .source(self.coredms_auth_source.clone())
-                .build(),
-        );
-        options.app_name = Some("mysimbdp-operator".into());
-        mongodb::Client::with_options(options).map_err(|e| StartupError::CoreDms(e.to_string()))
     }
 
     /// Connects to everything and builds the controllers' shared context.
@@ -213,15 +222,15 @@ impl PlatformArgs {
             )
             .await?,
         );
-        let mongo = self.coredms_admin_client().await?;
+        let mongo = self.coredms.admin_client().await?;
         // The first authenticated request must be the admin's: FerretDB loads its catalogue of
         // databases with the privileges of whoever asks first.
         mongo
             .database("admin")
             .run_command(mongodb::bson::doc! { "ping": 1 })
             .await
-            .map_err(|e| StartupError::CoreDms(format!("{}: {e}", self.coredms_url)))?;
-        let ledger = crate::batch::ledger::Ledger::open(&mongo, &self.platform_database)
+            .map_err(|e| StartupError::CoreDms(format!("{}: {e}", self.coredms.coredms_url)))?;
+        let ledger = crate::batch::ledger::Ledger::open(&mongo, &self.coredms.platform_database)
             .await
             .map_err(|e| StartupError::CoreDms(e.to_string()))?;
         let coredms: Arc<dyn CoreDmsAdmin> = match self.coredms_backend {
@@ -307,6 +316,16 @@ pub struct BatchArgs {
     /// URLs resolve unchanged).
     #[arg(long, env = "MYSIMBDP_KUBERNETES_STAGING_PATH", default_value = "/var/lib/mysimbdp/staging")]
     pub kubernetes_staging_path: String,
+    /// kubernetes runtime: an annotation KEY=VALUE for every run's pod (repeatable).
+    #[arg(long = "run-pod-annotation", env = "MYSIMBDP_RUN_POD_ANNOTATIONS", value_delimiter = ',', value_parser = parse_annotation)]
+    pub run_pod_annotations: Vec<(String, String)>,
+}
+
+fn parse_annotation(value: &str) -> Result<(String, String), String> {
+    value
+        .split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{value:?} is not KEY=VALUE"))
 }
 
 impl BatchArgs {
@@ -318,6 +337,7 @@ impl BatchArgs {
                 client,
                 self.kubernetes_staging_claim.clone(),
                 self.kubernetes_staging_path.clone(),
+                self.run_pod_annotations.iter().cloned().collect(),
             )),
         }
     }

@@ -82,7 +82,16 @@ impl Default for Metrics {
             Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
         });
         registry.register("batch_run_seconds", "Duration of batch runs", batch_run_seconds.clone());
-        Self { registry, reconciliations, reconcile_seconds, tenants_ready, batch_files, batch_bytes, batch_rows, batch_run_seconds }
+        Self {
+            registry,
+            reconciliations,
+            reconcile_seconds,
+            tenants_ready,
+            batch_files,
+            batch_bytes,
+            batch_rows,
+            batch_run_seconds,
+        }
     }
 }
 

@@ -22,7 +22,9 @@ pub struct DayUsage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// The name does not match the agreement's pattern.
-    #[error("file `{file}` does not match tenant `{tenant}`'s filename pattern `{pattern}`; rename it to match and stage it again")]
+    #[error(
+        "file `{file}` does not match tenant `{tenant}`'s filename pattern `{pattern}`; rename it to match and stage it again"
+    )]
     NamePattern {
         /// The tenant.
         tenant: String,
@@ -44,7 +46,9 @@ pub enum Rejection {
         max: u64,
     },
     /// The day's file allowance is used up.
-    #[error("tenant `{tenant}` has already had {max} files accepted today (UTC), its daily limit; stage `{file}` again tomorrow")]
+    #[error(
+        "tenant `{tenant}` has already had {max} files accepted today (UTC), its daily limit; stage `{file}` again tomorrow"
+    )]
     TooManyFiles {
         /// The tenant.
         tenant: String,
@@ -120,7 +124,9 @@ pub enum Rejection {
         original_id: String,
     },
     /// No app of the tenant takes the file.
-    #[error("no BatchIngestApp of tenant `{tenant}` selects file `{file}` ({format}); create one whose files.pattern or files.formats match it, then stage the file again")]
+    #[error(
+        "no BatchIngestApp of tenant `{tenant}` selects file `{file}` ({format}); create one whose files.pattern or files.formats match it, then stage the file again"
+    )]
     NoApp {
         /// The tenant.
         tenant: String,
@@ -173,7 +179,13 @@ pub fn check_listing(
     }
     let max_bytes = rules.max_bytes_per_day.ceil_u64();
     if today.bytes + size > max_bytes {
-        return Err(Rejection::TooManyBytes { tenant: tenant.into(), file: file.into(), size, used: today.bytes, max: max_bytes });
+        return Err(Rejection::TooManyBytes {
+            tenant: tenant.into(),
+            file: file.into(),
+            size,
+            used: today.bytes,
+            max: max_bytes,
+        });
     }
     Ok(())
 }
@@ -201,7 +213,10 @@ pub fn inspect(tenant: &str, rules: &FileConstraints, file: &str, content: &[u8]
         return Err(corrupt("it is a zip archive; stage the data files it contains".into()));
     }
     let text = std::str::from_utf8(content).map_err(|e| {
-        corrupt(format!("byte {} is not UTF-8 text (binary or a different encoding); stage it as UTF-8", e.valid_up_to()))
+        corrupt(format!(
+            "byte {} is not UTF-8 text (binary or a different encoding); stage it as UTF-8",
+            e.valid_up_to()
+        ))
     })?;
     if let Some(offset) = text.find('\0') {
         return Err(corrupt(format!("byte {offset} is a NUL character: it is binary, not CSV or JSON lines")));
@@ -257,7 +272,11 @@ fn inspect_csv(file: &str, text: &str, required: &[(String, String)]) -> Result<
     }
     let mut seen = BTreeSet::new();
     if let Some(dup) = header.iter().find(|h| !seen.insert(h.as_str())) {
-        return Err(Rejection::Malformed { file: file.into(), line: 1, detail: format!("the header names column `{dup}` twice") });
+        return Err(Rejection::Malformed {
+            file: file.into(),
+            line: 1,
+            detail: format!("the header names column `{dup}` twice"),
+        });
     }
     let missing: Vec<_> = required.iter().filter(|(f, _)| !header.contains(f)).collect();
     if !missing.is_empty() {
@@ -336,9 +355,18 @@ mod tests {
         assert_eq!(check_listing("acme", &r, "f_1.csv", 50, ok), Ok(()));
         let cases = [
             (check_listing("acme", &r, "flights.csv", 50, ok), "does not match tenant `acme`'s filename pattern"),
-            (check_listing("acme", &r, "f_1.csv", 101, ok), "is 101 bytes (101 bytes); tenant `acme` allows at most 100 bytes per file"),
-            (check_listing("acme", &r, "f_1.csv", 50, DayUsage { files: 3, bytes: 0 }), "already had 3 files accepted today"),
-            (check_listing("acme", &r, "f_1.csv", 60, DayUsage { files: 1, bytes: 200 }), "above its daily limit of 250 bytes"),
+            (
+                check_listing("acme", &r, "f_1.csv", 101, ok),
+                "is 101 bytes (101 bytes); tenant `acme` allows at most 100 bytes per file",
+            ),
+            (
+                check_listing("acme", &r, "f_1.csv", 50, DayUsage { files: 3, bytes: 0 }),
+                "already had 3 files accepted today",
+            ),
+            (
+                check_listing("acme", &r, "f_1.csv", 60, DayUsage { files: 1, bytes: 200 }),
+                "above its daily limit of 250 bytes",
+            ),
         ];
         for (result, expected) in cases {
             let message = result.unwrap_err().to_string();
@@ -385,11 +413,22 @@ mod tests {
 
     #[test]
     fn json_lines_need_objects_with_the_required_fields_on_every_line() {
-        let r = rules("{formats: [JsonLines], maxFileSize: 1Mi, maxFilesPerDay: 9, maxBytesPerDay: 1Gi, requiredFields: [{fields: [faa, lat]}]}");
-        let ok = inspect("nimbus", &r, "s.jsonl", b"{\"faa\":\"JFK\",\"lat\":40.6}\n\n{\"faa\":\"LGA\",\"lat\":40.7,\"x\":[1]}\n").unwrap();
+        let r = rules(
+            "{formats: [JsonLines], maxFileSize: 1Mi, maxFilesPerDay: 9, maxBytesPerDay: 1Gi, requiredFields: [{fields: [faa, lat]}]}",
+        );
+        let ok = inspect(
+            "nimbus",
+            &r,
+            "s.jsonl",
+            b"{\"faa\":\"JFK\",\"lat\":40.6}\n\n{\"faa\":\"LGA\",\"lat\":40.7,\"x\":[1]}\n",
+        )
+        .unwrap();
         assert_eq!((ok.format, ok.records), (FileFormat::JsonLines, 2));
         let cases: [(&[u8], &str); 3] = [
-            (b"{\"faa\":\"JFK\",\"lat\":1}\n{\"faa\":\"LGA\"}\n", "lacks the required field(s) `lat` (required for files matching `*`) on line 2"),
+            (
+                b"{\"faa\":\"JFK\",\"lat\":1}\n{\"faa\":\"LGA\"}\n",
+                "lacks the required field(s) `lat` (required for files matching `*`) on line 2",
+            ),
             (b"{\"faa\":\"JFK\",\"lat\":1}\n{\"faa\": \n", "line 2: it is not valid JSON"),
             (b"{\"faa\":\"JFK\",\"lat\":1}\n[1,2]\n", "line 2: it is not a JSON object"),
         ];

@@ -32,8 +32,13 @@ pub enum FileStatus {
 impl FileStatus {
     /// The statuses of accepted files (they count against the day's allowance and against
     /// duplicates).
-    pub const ACCEPTED: [FileStatus; 5] =
-        [FileStatus::Queued, FileStatus::Running, FileStatus::RetryWait, FileStatus::Ingested, FileStatus::DeadLettered];
+    pub const ACCEPTED: [FileStatus; 5] = [
+        FileStatus::Queued,
+        FileStatus::Running,
+        FileStatus::RetryWait,
+        FileStatus::Ingested,
+        FileStatus::DeadLettered,
+    ];
 
     /// The name stored in the ledger.
     pub fn as_str(self) -> &'static str {
@@ -169,7 +174,10 @@ impl Ledger {
         let files = db.collection::<FileRecord>("files");
         let runs = db.collection::<RunRecord>("runs");
         for keys in [doc! { "tenant": 1, "status": 1 }, doc! { "tenant": 1, "sha256": 1 }, doc! { "decidedAt": 1 }] {
-            files.create_index(IndexModel::builder().keys(keys).build()).await.map_err(LedgerError::wrap("index files"))?;
+            files
+                .create_index(IndexModel::builder().keys(keys).build())
+                .await
+                .map_err(LedgerError::wrap("index files"))?;
         }
         runs.create_index(IndexModel::builder().keys(doc! { "outcome": 1 }).build())
             .await
@@ -184,7 +192,11 @@ impl Ledger {
 
     /// Applies `$set` fields to a file's record.
     pub async fn update_file(&self, id: &str, set: Document) -> Result<()> {
-        self.files.update_one(doc! { "_id": id }, doc! { "$set": set }).await.map(drop).map_err(LedgerError::wrap("update a file"))
+        self.files
+            .update_one(doc! { "_id": id }, doc! { "$set": set })
+            .await
+            .map(drop)
+            .map_err(LedgerError::wrap("update a file"))
     }
 
     /// Files matching `filter`, oldest decision first.
@@ -221,7 +233,11 @@ impl Ledger {
 
     /// Records how a run ended.
     pub async fn finish_run(&self, id: &str, set: Document) -> Result<()> {
-        self.runs.update_one(doc! { "_id": id }, doc! { "$set": set }).await.map(drop).map_err(LedgerError::wrap("finish a run"))
+        self.runs
+            .update_one(doc! { "_id": id }, doc! { "$set": set })
+            .await
+            .map(drop)
+            .map_err(LedgerError::wrap("finish a run"))
     }
 
     /// Runs matching `filter`, newest first.

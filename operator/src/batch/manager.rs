@@ -16,11 +16,7 @@ use kube::{
     runtime::{events::EventType, reflector::Store},
 };
 use mongodb::bson::{self, doc};
-use mysimbdp_api::{
-    BatchIngestApp, Tenant,
-    common::FileFormat,
-    tenant::DeliveryGuarantee,
-};
+use mysimbdp_api::{BatchIngestApp, Tenant, common::FileFormat, tenant::DeliveryGuarantee};
 use mysimbdp_ingest_sdk::contract::{self, InputFile};
 use rand::Rng;
 use tracing::{debug, info, instrument, warn};
@@ -103,9 +99,10 @@ pub fn select_app<'a>(apps: &'a [Arc<BatchIngestApp>], file: &str, format: FileF
     sorted.sort_by_key(|a| a.name_any());
     sorted.into_iter().find(|app| {
         let selector = &app.spec.files;
-        let by_name = selector.pattern.as_deref().is_none_or(|p| {
-            globset::Glob::new(p).is_ok_and(|g| g.compile_matcher().is_match(file))
-        });
+        let by_name = selector
+            .pattern
+            .as_deref()
+            .is_none_or(|p| globset::Glob::new(p).is_ok_and(|g| g.compile_matcher().is_match(file)));
         let by_format = selector.formats.is_empty() || selector.formats.contains(&format);
         by_name && by_format
     })
@@ -337,7 +334,10 @@ impl Manager {
                 RunState::Running => continue,
                 RunState::Finished(outcome) => outcome,
                 RunState::Unknown => RunOutcome {
-                    message: format!("the {} runtime has no trace of the run (it was lost before it started)", self.runtime.name()),
+                    message: format!(
+                        "the {} runtime has no trace of the run (it was lost before it started)",
+                        self.runtime.name()
+                    ),
                     ..RunOutcome::default()
                 },
             };
@@ -349,7 +349,11 @@ impl Manager {
 
     /// Records how a run ended, file by file, then files them.
     async fn settle(&self, run: &RunRecord, outcome: RunOutcome) -> Result<()> {
-        let app = self.apps.state().into_iter().find(|a| a.name_any() == run.app && a.namespace().as_deref() == Some(&run.namespace));
+        let app = self
+            .apps
+            .state()
+            .into_iter()
+            .find(|a| a.name_any() == run.app && a.namespace().as_deref() == Some(&run.namespace));
         let delivery = self
             .tenants
             .state()
@@ -364,7 +368,13 @@ impl Manager {
         let duration_ms = finished.timestamp_millis() - started.timestamp_millis();
         let files = self.ledger.files(doc! { "_id": { "$in": &run.files } }).await?;
         let mut stored = 0i64;
-        let label = if succeeded { "Succeeded" } else if outcome.timed_out { "TimedOut" } else { "Failed" };
+        let label = if succeeded {
+            "Succeeded"
+        } else if outcome.timed_out {
+            "TimedOut"
+        } else {
+            "Failed"
+        };
         for file in files {
             let per_file = outcome.result.as_ref().and_then(|r| r.files.iter().find(|f| f.name == file.name));
             let location = Location::incoming(&file.tenant, &file.name).moved(FileState::Processing, &file.id);
@@ -421,7 +431,8 @@ impl Manager {
                 self.ledger.update_file(&file.id, doc! { "filed": true }).await?;
             }
         }
-        let mut set = doc! { "outcome": label, "finishedAt": finished, "rowsWritten": stored, "message": &outcome.message };
+        let mut set =
+            doc! { "outcome": label, "finishedAt": finished, "rowsWritten": stored, "message": &outcome.message };
         if let Some(code) = outcome.exit_code {
             set.insert("exitCode", code);
         }
@@ -519,7 +530,11 @@ impl Manager {
                 InputFile {
                     url: self.ctx.staging.url(&location),
                     name: f.name.clone(),
-                    format: if f.format.as_deref() == Some("JsonLines") { contract::Format::JsonLines } else { contract::Format::Csv },
+                    format: if f.format.as_deref() == Some("JsonLines") {
+                        contract::Format::JsonLines
+                    } else {
+                        contract::Format::Csv
+                    },
                     bytes: u64::try_from(f.bytes).unwrap_or(0),
                     sha256: f.sha256.clone(),
                 }

@@ -16,6 +16,7 @@ use crate::{context::Context, runtime::Runtime};
 pub mod checks;
 pub mod ledger;
 pub mod manager;
+pub mod stats;
 pub mod status;
 
 /// Runs the batch ingest manager until the process ends: caches of Tenants and

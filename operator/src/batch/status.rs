@@ -31,15 +31,27 @@ fn time(at: mongodb::bson::DateTime) -> Time {
 pub fn readiness(app: &BatchIngestApp, tenant: Option<&Tenant>) -> State {
     let Some(tenant) = tenant else {
         let namespace = app.namespace().unwrap_or_default();
-        return State::failed(conditions::READY, "NoTenant", format!("namespace {namespace} belongs to no tenant; create the app in a tenant's namespace"));
+        return State::failed(
+            conditions::READY,
+            "NoTenant",
+            format!("namespace {namespace} belongs to no tenant; create the app in a tenant's namespace"),
+        );
     };
     if !tenant.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)) {
-        return State::failed(conditions::READY, "TenantNotReady", format!("tenant {} is not Ready yet", tenant.name_any()));
+        return State::failed(
+            conditions::READY,
+            "TenantNotReady",
+            format!("tenant {} is not Ready yet", tenant.name_any()),
+        );
     }
     if let Some(pattern) = &app.spec.files.pattern
         && let Err(e) = globset::Glob::new(pattern)
     {
-        return State::failed(conditions::READY, "InvalidPattern", format!("spec.files.pattern {pattern:?} is not a valid glob: {e}"));
+        return State::failed(
+            conditions::READY,
+            "InvalidPattern",
+            format!("spec.files.pattern {pattern:?} is not a valid glob: {e}"),
+        );
     }
     let accepted = &tenant.spec.agreement.files.formats;
     if let Some(format) = app.spec.files.formats.iter().find(|f| !accepted.contains(f)) {
@@ -57,7 +69,12 @@ pub fn readiness(app: &BatchIngestApp, tenant: Option<&Tenant>) -> State {
 }
 
 /// Refreshes every app's status.
-pub async fn refresh(ctx: &Context, ledger: &Ledger, apps: &Store<BatchIngestApp>, tenants: &Store<Tenant>) -> Result<()> {
+pub async fn refresh(
+    ctx: &Context,
+    ledger: &Ledger,
+    apps: &Store<BatchIngestApp>,
+    tenants: &Store<Tenant>,
+) -> Result<()> {
     let tenants = tenants.state();
     for app in apps.state() {
         let namespace = app.namespace().unwrap_or_default();

@@ -10,9 +10,9 @@ use k8s_openapi::{
     api::{
         batch::v1::{Job, JobSpec},
         core::v1::{
-            Capabilities, Container, EnvFromSource, EnvVar, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-            ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume, VolumeMount,
-            PersistentVolumeClaimVolumeSource,
+            Capabilities, Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext,
+            PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -46,13 +46,20 @@ pub struct KubernetesRuntime {
     /// read-only at `staging_path` so that `file://` input URLs resolve inside the pod.
     staging_claim: Option<String>,
     staging_path: String,
+    /// Annotations put on every run's pod (for the cluster's own tooling).
+    pod_annotations: BTreeMap<String, String>,
 }
 
 impl KubernetesRuntime {
     /// Jobs through `client`; when `staging_claim` is set, the claim of that name is mounted at
-    /// `staging_path`.
-    pub fn new(client: kube::Client, staging_claim: Option<String>, staging_path: String) -> Self {
-        Self { client, staging_claim, staging_path }
+    /// `staging_path`; every pod gets `pod_annotations`.
+    pub fn new(
+        client: kube::Client,
+        staging_claim: Option<String>,
+        staging_path: String,
+        pod_annotations: BTreeMap<String, String>,
+    ) -> Self {
+        Self { client, staging_claim, staging_path, pod_annotations }
     }
 
     /// The Job of a run (pure).
@@ -79,7 +86,11 @@ impl KubernetesRuntime {
                 ("cpu".to_owned(), Quantity(r.cpu.to_string())),
                 ("memory".to_owned(), Quantity(r.memory.to_string())),
             ]);
-            ResourceRequirements { limits: Some(amounts.clone()), requests: Some(amounts), ..ResourceRequirements::default() }
+            ResourceRequirements {
+                limits: Some(amounts.clone()),
+                requests: Some(amounts),
+                ..ResourceRequirements::default()
+            }
         });
         let (volumes, mounts) = match &self.staging_claim {
             Some(claim) => (
@@ -146,7 +157,11 @@ impl KubernetesRuntime {
                 active_deadline_seconds: Some(timeout),
                 ttl_seconds_after_finished: Some(JOB_TTL_SECONDS),
                 template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta { labels: Some(labels), ..ObjectMeta::default() }),
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        annotations: (!self.pod_annotations.is_empty()).then(|| self.pod_annotations.clone()),
+                        ..ObjectMeta::default()
+                    }),
                     spec: Some(PodSpec {
                         restart_policy: Some("Never".into()),
                         service_account_name: Some(spec.service_account.clone()),
@@ -155,7 +170,10 @@ impl KubernetesRuntime {
                             run_as_non_root: Some(true),
                             run_as_user: Some(65532),
                             run_as_group: Some(65532),
-                            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                            seccomp_profile: Some(SeccompProfile {
+                                type_: "RuntimeDefault".into(),
+                                localhost_profile: None,
+                            }),
                             ..PodSecurityContext::default()
                         }),
                         containers: vec![container],

@@ -103,7 +103,11 @@ impl Runtime for LocalRuntime {
         let log = std::fs::File::create(&log_path).map_err(io_error("create", &spec.id, &log_path))?;
         let log_err = log.try_clone().map_err(io_error("open", &spec.id, &log_path))?;
         let Some((program, rest)) = spec.container.command.split_first() else {
-            return Err(RuntimeError::Start { run: spec.id.clone(), app: spec.app.clone(), message: "the app has no command".into() });
+            return Err(RuntimeError::Start {
+                run: spec.id.clone(),
+                app: spec.app.clone(),
+                message: "the app has no command".into(),
+            });
         };
 
         let mut command = Command::new("/bin/sh");
@@ -138,9 +142,15 @@ impl Runtime for LocalRuntime {
         let started = start_time(pid).unwrap_or_default();
         let deadline = now_secs() + spec.timeout.as_secs().max(1);
         let pid_path = dir.join("pid");
-        tokio::fs::write(&pid_path, format!("{pid} {started}\n")).await.map_err(io_error("write", &spec.id, &pid_path))?;
+        tokio::fs::write(&pid_path, format!("{pid} {started}\n"))
+            .await
+            .map_err(io_error("write", &spec.id, &pid_path))?;
         let deadline_path = dir.join("deadline");
-        tokio::fs::write(&deadline_path, format!("{deadline}\n")).await.map_err(io_error("write", &spec.id, &deadline_path))?;
+        tokio::fs::write(&deadline_path, format!("{deadline}\n")).await.map_err(io_error(
+            "write",
+            &spec.id,
+            &deadline_path,
+        ))?;
         info!(run = %spec.id, app = %spec.app, pid, program = %program, "started local run");
         self.children.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.id.clone(), child);
         Ok(())
@@ -157,7 +167,9 @@ impl Runtime for LocalRuntime {
         }
         let timed_out = dir.join("timed-out").exists();
         let exit = read_trimmed(&dir.join("exit"));
-        if exit.is_none() && let Some(pid) = live_pid(&dir) {
+        if exit.is_none()
+            && let Some(pid) = live_pid(&dir)
+        {
             let deadline: u64 = read_trimmed(&dir.join("deadline")).and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
             if now_secs() > deadline && !timed_out {
                 warn!(run = id, "run passed its timeout; stopping it");
@@ -176,7 +188,9 @@ impl Runtime for LocalRuntime {
             (Some(0), _) => "the app exited with code 0".to_owned(),
             (Some(code), _) if code > 128 => format!("the app was killed by signal {}", code - 128),
             (Some(code), _) => format!("the app exited with code {code}"),
-            (None, _) => "the run's processes ended without recording an exit code (killed, or the machine restarted)".to_owned(),
+            (None, _) => {
+                "the run's processes ended without recording an exit code (killed, or the machine restarted)".to_owned()
+            }
         };
         Ok(RunState::Finished(RunOutcome { exit_code, result, timed_out, message }))
     }

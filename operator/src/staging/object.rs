@@ -29,7 +29,11 @@ impl ObjectStaging {
             if !path.starts_with('/') {
                 return Err(StagingError::Url { url: url.into(), reason: "use file:///absolute/path".into() });
             }
-            std::fs::create_dir_all(path).map_err(|source| StagingError::Io { operation: "create", path: path.into(), source })?;
+            std::fs::create_dir_all(path).map_err(|source| StagingError::Io {
+                operation: "create",
+                path: path.into(),
+                source,
+            })?;
             let store = LocalFileSystem::new_with_prefix(path)
                 .map_err(|source| StagingError::Store { operation: "open", path: path.into(), source })?
                 .with_automatic_cleanup(true);
@@ -85,9 +89,11 @@ impl Staging for ObjectStaging {
         if let Some(root) = &self.local_root {
             for state in FileState::ALL {
                 let dir = root.join(tenant).join(state.dir());
-                tokio::fs::create_dir_all(&dir)
-                    .await
-                    .map_err(|source| StagingError::Io { operation: "create", path: dir.display().to_string(), source })?;
+                tokio::fs::create_dir_all(&dir).await.map_err(|source| StagingError::Io {
+                    operation: "create",
+                    path: dir.display().to_string(),
+                    source,
+                })?;
             }
         }
         Ok(format!("{}/{tenant}/incoming/", self.root_url))
@@ -128,7 +134,11 @@ impl Staging for ObjectStaging {
             .into_iter()
             .filter_map(|o| {
                 let name = o.location.filename()?.to_owned();
-                (!is_partial_upload(&name)).then(|| StagedFile { name, size: o.size, modified: timestamp(o.last_modified) })
+                (!is_partial_upload(&name)).then(|| StagedFile {
+                    name,
+                    size: o.size,
+                    modified: timestamp(o.last_modified),
+                })
             })
             .collect();
         files.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
