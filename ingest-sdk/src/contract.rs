@@ -180,7 +180,14 @@ mod tests {
     #[test]
     fn result_round_trips_and_fits_a_termination_message() {
         let result = RunResult {
-            files: vec![FileResult { name: "a.csv".into(), rows_read: 10, rows_written: 7, rows_duplicate: 2, rows_rejected: 1, bytes: 99 }],
+            files: vec![FileResult {
+                name: "a.csv".into(),
+                rows_read: 10,
+                rows_written: 7,
+                rows_duplicate: 2,
+                rows_rejected: 1,
+                bytes: 99,
+            }],
             duration_ms: 12,
             rejections: (0..MAX_REJECTIONS as u64)
                 .map(|line| Rejection { file: "a.csv".into(), line, reason: "x".repeat(600) })

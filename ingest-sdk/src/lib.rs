@@ -14,7 +14,7 @@ pub mod contract;
 pub mod read;
 pub mod write;
 
-/// The BSON types documents are built with (the version the writer uses).
-pub use mongodb::bson;
 /// The coredms driver, for apps that query their database (e.g. reference data).
 pub use mongodb;
+/// The BSON types documents are built with (the version the writer uses).
+pub use mongodb::bson;

@@ -204,7 +204,11 @@ impl Records {
     /// JSON-lines records from `reader`: one object per line; blank lines are skipped.
     pub fn json_lines(name: &str, reader: impl Read + Send + 'static) -> Self {
         let reader = BufReader::with_capacity(256 * 1024, Box::new(reader) as Source);
-        Self { file: name.to_owned(), inner: Inner::Json { reader, line: 0, bytes: 0, buffer: Vec::new() }, done: false }
+        Self {
+            file: name.to_owned(),
+            inner: Inner::Json { reader, line: 0, bytes: 0, buffer: Vec::new() },
+            done: false,
+        }
     }
 
     /// The CSV header; `None` for JSON lines.
@@ -238,7 +242,11 @@ impl Records {
                 let line = record_line(reader, &raw, breaks);
                 let malformed = |reason| Err(ReadError::Malformed { file: file.to_owned(), line, reason });
                 if raw.len() != header.names.len() {
-                    return Some(malformed(format!("{} fields where the header has {}", raw.len(), header.names.len())));
+                    return Some(malformed(format!(
+                        "{} fields where the header has {}",
+                        raw.len(),
+                        header.names.len()
+                    )));
                 }
                 Some(match csv::StringRecord::from_byte_record(raw) {
                     Ok(row) => Ok(Record { line, body: Body::Csv { header: Arc::clone(header), row } }),
@@ -248,7 +256,11 @@ impl Records {
             // With flexible records and byte records, what is left is reading itself failing.
             Err(error) => {
                 let line = reader.position().line();
-                Some(Err(ReadError::Io { file: file.to_owned(), line, source: Arc::new(io::Error::other(error.to_string())) }))
+                Some(Err(ReadError::Io {
+                    file: file.to_owned(),
+                    line,
+                    source: Arc::new(io::Error::other(error.to_string())),
+                }))
             }
         }
     }
@@ -298,7 +310,9 @@ impl<R: Read> Read for LineBreaksOf<R> {
         let n = self.inner.read(buf)?;
         let mut breaks = self.breaks.lock().unwrap_or_else(PoisonError::into_inner);
         let offset = self.offset;
-        breaks.pending.extend(buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| offset + i as u64));
+        breaks
+            .pending
+            .extend(buf[..n].iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| offset + i as u64));
         self.offset += n as u64;
         Ok(n)
     }
@@ -337,7 +351,11 @@ impl Iterator for Records {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        break Some(Err(ReadError::Io { file: self.file.clone(), line: *line + 1, source: Arc::new(e) }));
+                        break Some(Err(ReadError::Io {
+                            file: self.file.clone(),
+                            line: *line + 1,
+                            source: Arc::new(e),
+                        }));
                     }
                 }
             },

@@ -25,7 +25,9 @@ pub const DUPLICATE_KEY: i32 = 11000;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     /// coredms refused or failed a batch.
-    #[error("writing {count} documents to collection {collection} failed: {source}; the run can be retried, documents already written are skipped then")]
+    #[error(
+        "writing {count} documents to collection {collection} failed: {source}; the run can be retried, documents already written are skipped then"
+    )]
     CoreDms {
         /// The collection.
         collection: String,
@@ -99,8 +101,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer's task on the current Tokio runtime.
     pub fn start<T: Send + Sync>(collection: &Collection<T>, options: WriterOptions) -> Self {
-        let options =
-            WriterOptions { batch_size: options.batch_size.max(1), in_flight: options.in_flight.max(1) };
+        let options = WriterOptions { batch_size: options.batch_size.max(1), in_flight: options.in_flight.max(1) };
         let (sender, receiver) = mpsc::channel(options.in_flight);
         let failure = Arc::new(OnceLock::new());
         let task = tokio::spawn(write_batches(

@@ -153,15 +153,8 @@ pub fn human(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
-/// The checks that need only the file's name and size and the day's usage, run before the
-/// content is read.
-pub fn check_listing(
-    tenant: &str,
-    rules: &FileConstraints,
-    file: &str,
-    size: u64,
-    today: DayUsage,
-) -> Result<(), Rejection> {
+/// The checks that need only the file's name and size, run before its content is read.
+pub fn check_listing(tenant: &str, rules: &FileConstraints, file: &str, size: u64) -> Result<(), Rejection> {
     if let Some(pattern) = &rules.filename_pattern {
         // An invalid pattern is reported on the Tenant; here it simply matches nothing.
         let matches = regex::Regex::new(pattern).is_ok_and(|re| re.is_match(file));
@@ -173,6 +166,17 @@ pub fn check_listing(
     if size > max_size {
         return Err(Rejection::TooLarge { tenant: tenant.into(), file: file.into(), size, max: max_size });
     }
+    Ok(())
+}
+
+/// The day's allowance, checked last: a tenant first hears what is wrong with the file itself.
+pub fn check_allowance(
+    tenant: &str,
+    rules: &FileConstraints,
+    file: &str,
+    size: u64,
+    today: DayUsage,
+) -> Result<(), Rejection> {
     let max_files = u64::from(rules.max_files_per_day);
     if today.files >= max_files {
         return Err(Rejection::TooManyFiles { tenant: tenant.into(), file: file.into(), max: max_files });

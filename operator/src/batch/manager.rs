@@ -266,7 +266,7 @@ impl Manager {
             reason: None,
             filed: false,
         };
-        let decision = match checks::check_listing(&name, rules, &file.name, file.size, today) {
+        let decision = match checks::check_listing(&name, rules, &file.name, file.size) {
             Err(rejection) => Err(rejection),
             Ok(()) => {
                 let content = self.ctx.staging.read(&incoming).await?;
@@ -288,14 +288,17 @@ impl Manager {
                                 original: original.name,
                                 original_id: original.id,
                             }),
-                            None => match select_app(&self.apps_of(tenant), &file.name, found.format) {
-                                Some(app) => Ok(app.name_any()),
-                                None => Err(Rejection::NoApp {
-                                    tenant: name.clone(),
-                                    file: file.name.clone(),
-                                    format: found.format.as_str(),
-                                }),
-                            },
+                            None => {
+                                checks::check_allowance(&name, rules, &file.name, file.size, today).and_then(|()| {
+                                    select_app(&self.apps_of(tenant), &file.name, found.format)
+                                        .map(|app| app.name_any())
+                                        .ok_or_else(|| Rejection::NoApp {
+                                            tenant: name.clone(),
+                                            file: file.name.clone(),
+                                            format: found.format.as_str(),
+                                        })
+                                })
+                            }
                         }
                     }
                 }

@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn a_flight_row_becomes_a_nested_document() {
-        let document = flight("2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z").unwrap();
+        let document =
+            flight("2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z").unwrap();
         let expected = doc! {
             "_id": "2013-01-01-UA1545-EWR-0515",
             "scheduled_departure": DateTime::parse_rfc3339_str("2013-01-01T10:15:00Z").unwrap(),
@@ -284,21 +285,31 @@ mod tests {
 
     #[test]
     fn a_cancelled_flight_keeps_what_is_known() {
-        let document = flight("2013,1,2,NA,1545,NA,NA,1910,NA,AA,133,NA,JFK,LAX,NA,2475,15,45,2013-01-02T20:00:00Z").unwrap();
+        let document =
+            flight("2013,1,2,NA,1545,NA,NA,1910,NA,AA,133,NA,JFK,LAX,NA,2475,15,45,2013-01-02T20:00:00Z").unwrap();
         assert_eq!(document.get_str("_id").unwrap(), "2013-01-02-AA133-JFK-1545");
         assert_eq!(document.get_document("delay").unwrap(), &doc! { "cancelled": true });
         assert_eq!(document.get_document("flight").unwrap(), &doc! { "number": 133 });
         assert_eq!(document.get_document("carrier").unwrap(), &doc! { "code": "AA" }, "no name known for AA");
-        assert_eq!(document.get_document("route").unwrap(), &doc! { "origin": "JFK", "dest": "LAX", "distance_miles": 2475 });
-        assert_eq!(document.get_datetime("scheduled_departure").unwrap().try_to_rfc3339_string().unwrap(), "2013-01-02T20:45:00Z");
+        assert_eq!(
+            document.get_document("route").unwrap(),
+            &doc! { "origin": "JFK", "dest": "LAX", "distance_miles": 2475 }
+        );
+        assert_eq!(
+            document.get_datetime("scheduled_departure").unwrap().try_to_rfc3339_string().unwrap(),
+            "2013-01-02T20:45:00Z"
+        );
         // Landed, but the arrival delay is unknown: not cancelled, lateness unknown.
-        let document = flight("2013,1,1,1525,1530,-5,1934,1805,NA,MQ,4525,N719MQ,LGA,XNA,NA,1147,15,30,2013-01-01T20:00:00Z").unwrap();
+        let document =
+            flight("2013,1,1,1525,1530,-5,1934,1805,NA,MQ,4525,N719MQ,LGA,XNA,NA,1147,15,30,2013-01-01T20:00:00Z")
+                .unwrap();
         assert_eq!(document.get_document("delay").unwrap(), &doc! { "departure_min": -5, "cancelled": false });
     }
 
     #[test]
     fn a_late_flight_is_late_and_whole_floats_are_numbers() {
-        let document = flight("2013,1,1,800,745,15.0,1100,1030,30,UA,1,N1,EWR,ORD,120,719,7,45,2013-01-01T12:00:00Z").unwrap();
+        let document =
+            flight("2013,1,1,800,745,15.0,1100,1030,30,UA,1,N1,EWR,ORD,120,719,7,45,2013-01-01T12:00:00Z").unwrap();
         assert_eq!(
             document.get_document("delay").unwrap(),
             &doc! { "departure_min": 15, "arrival_min": 30, "gained_min": -15, "late": true, "cancelled": false }
@@ -308,8 +319,14 @@ mod tests {
     #[test]
     fn bad_values_reject_the_row_and_say_which_field() {
         let cases = [
-            ("2013,1,1,517,515,two,830,819,11,UA,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z", "dep_delay: `two` is not a whole number"),
-            ("2013,1,1,517,515,2.5,830,819,11,UA,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z", "dep_delay: `2.5`"),
+            (
+                "2013,1,1,517,515,two,830,819,11,UA,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z",
+                "dep_delay: `two` is not a whole number",
+            ),
+            (
+                "2013,1,1,517,515,2.5,830,819,11,UA,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z",
+                "dep_delay: `2.5`",
+            ),
             ("2013,1,1,517,515,2,830,819,11,UA,NA,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z", "flight is missing"),
             ("2013,1,1,517,515,2,830,819,11,,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z", "carrier is missing"),
             ("2013,13,1,517,515,2,830,819,11,UA,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z", "is not a date"),
@@ -335,7 +352,9 @@ mod tests {
     #[test]
     fn planes_and_airlines_are_keyed_by_their_codes() {
         let header = "tailnum,year,type,manufacturer,model,engines,seats,speed,engine";
-        let plane = wrangle(Kind::Planes, header, "N10156,2004,Fixed wing multi engine,EMBRAER,EMB-145XR,2,55,NA,Turbo-fan").unwrap();
+        let plane =
+            wrangle(Kind::Planes, header, "N10156,2004,Fixed wing multi engine,EMBRAER,EMB-145XR,2,55,NA,Turbo-fan")
+                .unwrap();
         assert_eq!(
             plane,
             doc! {
@@ -348,7 +367,10 @@ mod tests {
         assert_eq!(plane, "seats: `many` is not a whole number");
 
         let airline = wrangle(Kind::Airlines, "carrier,name", "9E,\"Endeavor Air, Inc.\"").unwrap();
-        assert_eq!(airline, doc! { "_id": "9E", "name": "Endeavor Air, Inc.", "source": { "file": "in.csv", "line": 2_i64 } });
+        assert_eq!(
+            airline,
+            doc! { "_id": "9E", "name": "Endeavor Air, Inc.", "source": { "file": "in.csv", "line": 2_i64 } }
+        );
         assert_eq!(wrangle(Kind::Airlines, "carrier,name", "ZZ,NA").unwrap_err(), "name is missing");
     }
 }

@@ -5,7 +5,7 @@
 //! acme-flights-ingest --kind flights|planes|airlines
 //! ```
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use acme_flights_ingest::{Kind, Wrangler, load_airline_names};
 use clap::Parser;
@@ -37,6 +37,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Pod logs are files: colour codes only on a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = match Args::try_parse() {
         Ok(args) => Ok(args),
