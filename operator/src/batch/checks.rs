@@ -356,19 +356,20 @@ mod tests {
     fn listing_checks_name_the_limit_and_the_fix() {
         let r = csv_rules();
         let ok = DayUsage { files: 1, bytes: 100 };
-        assert_eq!(check_listing("acme", &r, "f_1.csv", 50, ok), Ok(()));
+        assert_eq!(check_listing("acme", &r, "f_1.csv", 50), Ok(()));
+        assert_eq!(check_allowance("acme", &r, "f_1.csv", 50, ok), Ok(()));
         let cases = [
-            (check_listing("acme", &r, "flights.csv", 50, ok), "does not match tenant `acme`'s filename pattern"),
+            (check_listing("acme", &r, "flights.csv", 50), "does not match tenant `acme`'s filename pattern"),
             (
-                check_listing("acme", &r, "f_1.csv", 101, ok),
+                check_listing("acme", &r, "f_1.csv", 101),
                 "is 101 bytes (101 bytes); tenant `acme` allows at most 100 bytes per file",
             ),
             (
-                check_listing("acme", &r, "f_1.csv", 50, DayUsage { files: 3, bytes: 0 }),
+                check_allowance("acme", &r, "f_1.csv", 50, DayUsage { files: 3, bytes: 0 }),
                 "already had 3 files accepted today",
             ),
             (
-                check_listing("acme", &r, "f_1.csv", 60, DayUsage { files: 1, bytes: 200 }),
+                check_allowance("acme", &r, "f_1.csv", 60, DayUsage { files: 1, bytes: 200 }),
                 "above its daily limit of 250 bytes",
             ),
         ];
