@@ -197,6 +197,8 @@ where
 /// The operator binary running against the local stack, stopped when dropped.
 pub struct OperatorProcess {
     child: Child,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
     /// Address of its metrics and health endpoints.
     pub metrics_addr: SocketAddr,
     /// The staging root it uses (a fresh directory).
@@ -207,42 +209,67 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// Starts `binary` (the operator) with the stack's settings, a fresh staging directory and
-    /// `extra` environment variables, and waits until its health endpoint answers.
+    /// Starts `binary` (the operator) with the stack's settings, fresh staging and run
+    /// folders and `extra` environment variables, and waits until its health endpoint answers.
     pub fn start(binary: &Path, stack: &Stack, extra: &[(&str, &str)]) -> Self {
         let metrics_addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
         let base = std::env::temp_dir().join(unique("mysimbdp-operator"));
         let staging_dir = base.join("staging");
+        let runs_dir = base.join("runs");
         std::fs::create_dir_all(&staging_dir).expect("staging directory");
-        let log = base.join("operator.log");
-        let log_file = std::fs::File::create(&log).expect("operator log");
         // The apps of the samples are binaries of this workspace, next to the operator's.
         let bin_dir = binary.parent().expect("the binary is in a folder");
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-        let child = Command::new(binary)
-            .envs(stack.vars())
-            .env("PATH", path)
-            .env("MYSIMBDP_RUNS_DIR", base.join("runs"))
-            .env("MYSIMBDP_BATCH_POLL_INTERVAL", "500ms")
-            .env("MYSIMBDP_STAGING_URL", format!("file://{}", staging_dir.display()))
-            .env("MYSIMBDP_METRICS_ADDR", metrics_addr.to_string())
-            .env("RUST_LOG", "info,mysimbdp_operator=debug,kube=warn")
-            .envs(extra.iter().copied())
+        let mut env: Vec<(String, String)> = stack.vars().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.extend([
+            ("PATH".to_owned(), path),
+            ("MYSIMBDP_RUNS_DIR".to_owned(), runs_dir.display().to_string()),
+            ("MYSIMBDP_BATCH_POLL_INTERVAL".to_owned(), "500ms".to_owned()),
+            ("MYSIMBDP_STAGING_URL".to_owned(), format!("file://{}", staging_dir.display())),
+            ("MYSIMBDP_METRICS_ADDR".to_owned(), metrics_addr.to_string()),
+            ("RUST_LOG".to_owned(), "info,mysimbdp_operator=debug,kube=warn".to_owned()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let log = base.join("operator.log");
+        let child = Self::spawn(binary, &env, &log);
+        let mut operator = Self { child, binary: binary.to_owned(), env, metrics_addr, staging_dir, runs_dir, log };
+        operator.wait_healthy();
+        operator
+    }
+
+    fn spawn(binary: &Path, env: &[(String, String)], log: &Path) -> Child {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("operator log");
+        Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file.try_clone().expect("log handle"))
             .stderr(log_file)
             .stdin(Stdio::null())
             .spawn()
-            .expect("the operator starts");
-        let mut operator = Self { child, metrics_addr, staging_dir, runs_dir: base.join("runs"), log };
+            .expect("the operator starts")
+    }
+
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while operator.http_get("/healthz").is_none() {
-            if let Ok(Some(status)) = operator.child.try_wait() {
-                panic!("the operator exited ({status}) before it was healthy:\n{}", operator.log_tail());
+        while self.http_get("/healthz").is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the operator exited ({status}) before it was healthy:\n{}", self.log_tail());
             }
-            assert!(Instant::now() < deadline, "the operator was not healthy in 60s:\n{}", operator.log_tail());
+            assert!(Instant::now() < deadline, "the operator was not healthy in 60s:\n{}", self.log_tail());
             std::thread::sleep(Duration::from_millis(200));
         }
-        operator
+    }
+
+    /// Kills the operator without warning (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the operator again with the same settings and folders, as after a crash.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.binary, &self.env, &self.log);
+        self.wait_healthy();
     }
 
     /// The body of a GET on the operator's HTTP endpoint, or `None` when it does not answer.

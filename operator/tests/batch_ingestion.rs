@@ -2,67 +2,20 @@
 //! flights data set lands in its database exactly (documents = rows), every file has its
 //! ledger record, and every kind of violation is rejected with its reason beside the kept file.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use kube::Api;
 use mongodb::bson::{Document, doc};
 use mysimbdp_api::Tenant;
-use mysimbdp_e2e::{OperatorProcess, Stack, sample_data, stage, wait_for};
-use mysimbdp_operator::{
-    batch::ledger::{FileRecord, FileStatus, Ledger},
-    tenant::names::TenantNames,
-};
+use mysimbdp_e2e::{OperatorProcess, Stack, sample_data, stage};
+use mysimbdp_operator::{batch::ledger::FileStatus, tenant::names::TenantNames};
+
+mod common;
+use common::{data_rows, reset, settled, wait_ready};
 
 const A: &str = "acme-air";
 const STRICT: &str = "strict-air";
 const INGEST_TIMEOUT: Duration = Duration::from_secs(600);
-
-async fn ledger(stack: &Stack) -> Ledger {
-    Ledger::open(&stack.coredms_admin().await, "mysimbdp").await.expect("ledger")
-}
-
-/// Waits until every file of `tenant` named in `names` has reached a final state.
-async fn settled(ledger: &Ledger, tenant: &str, names: &[&str], timeout: Duration) -> Vec<FileRecord> {
-    wait_for(&format!("{} files of {tenant} to settle", names.len()), timeout, || async {
-        let files = ledger.files(doc! { "tenant": tenant, "name": { "$in": names } }).await.ok()?;
-        let done = files.iter().filter(|f| {
-            matches!(f.status, FileStatus::Ingested | FileStatus::Rejected | FileStatus::DeadLettered) && f.filed
-        });
-        (done.count() == names.len()).then_some(files)
-    })
-    .await
-}
-
-async fn wait_ready(tenants: &Api<Tenant>, name: &str) {
-    wait_for(&format!("tenant {name} to be Ready"), Duration::from_secs(120), || async move {
-        let tenant = tenants.get_opt(name).await.ok()??;
-        tenant.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-    })
-    .await;
-}
-
-async fn reset(stack: &Stack, tenants: &Api<Tenant>, names: &[&str]) {
-    for name in names {
-        let _ = tenants.delete(name, &Default::default()).await;
-        wait_for(&format!("tenant {name} to be gone"), Duration::from_secs(120), || async move {
-            matches!(tenants.get_opt(name).await, Ok(None)).then_some(())
-        })
-        .await;
-        let admin = stack.coredms_admin().await;
-        admin.database(&TenantNames::new(name, None).database).drop().await.expect("drop old data");
-        admin
-            .database("mysimbdp")
-            .collection::<Document>("files")
-            .delete_many(doc! { "tenant": *name })
-            .await
-            .expect("forget old ledger records");
-    }
-}
-
-fn data_rows(path: &Path) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines().count() as u64 - 1
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flights_land_exactly_and_violations_are_rejected_and_kept() {
@@ -79,7 +32,7 @@ async fn flights_land_exactly_and_violations_are_rejected_and_kept() {
     let operator = OperatorProcess::start(env!("CARGO_BIN_EXE_mysimbdp-operator").as_ref(), &stack, &[]);
     let tenants: Api<Tenant> = Api::all(client.clone());
     reset(&stack, &tenants, &[A, STRICT]).await;
-    let ledger = ledger(&stack).await;
+    let ledger = common::ledger(&stack).await;
 
     let samples = Stack::repo_dir().join("tenant-samples/acme-air");
     let fixtures = Stack::repo_dir().join("operator/tests/fixtures");

@@ -27,6 +27,10 @@ struct Args {
     /// Inserts running at once.
     #[arg(long, default_value_t = WriterOptions::default().in_flight)]
     in_flight: usize,
+    /// Reads at most this many rows per second: a deliberately slow app, to watch how the
+    /// platform handles long, interrupted or competing runs.
+    #[arg(long)]
+    max_rows_per_second: Option<u32>,
 }
 
 #[tokio::main]
@@ -77,5 +81,36 @@ async fn main() -> ExitCode {
         tracing::warn!(collection = %args.airlines_collection, "no carrier names found; flights are stored without them");
     }
     let wrangler = Wrangler::new(args.kind, airline_names);
-    batch.run(move |file, record| wrangler.wrangle(&file.name, &record)).await.exit_code()
+    let mut pace = args.max_rows_per_second.map(Pace::new);
+    batch
+        .run(move |file, record| {
+            if let Some(pace) = pace.as_mut() {
+                pace.wait();
+            }
+            wrangler.wrangle(&file.name, &record)
+        })
+        .await
+        .exit_code()
+}
+
+/// Holds rows back to a fixed rate. The wrangling hook runs on a blocking thread, so it may
+/// sleep.
+struct Pace {
+    per_second: f64,
+    started: std::time::Instant,
+    rows: u64,
+}
+
+impl Pace {
+    fn new(per_second: u32) -> Self {
+        Self { per_second: f64::from(per_second.max(1)), started: std::time::Instant::now(), rows: 0 }
+    }
+
+    fn wait(&mut self) {
+        self.rows += 1;
+        let due = std::time::Duration::from_secs_f64(self.rows as f64 / self.per_second);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
 }

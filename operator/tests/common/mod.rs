@@ -1,0 +1,106 @@
+//! Steps the operator's integration tests share: resetting tenants, applying manifests,
+//! waiting for tenants and files.
+
+#![allow(dead_code)]
+
+use std::{path::Path, time::Duration};
+
+use kube::Api;
+use mongodb::bson::{Document, doc};
+use mysimbdp_api::Tenant;
+use mysimbdp_e2e::{Stack, wait_for};
+use mysimbdp_operator::{
+    batch::ledger::{FileRecord, FileStatus, Ledger},
+    tenant::names::TenantNames,
+};
+
+/// The platform's ledger.
+pub async fn ledger(stack: &Stack) -> Ledger {
+    Ledger::open(&stack.coredms_admin().await, "mysimbdp").await.expect("ledger")
+}
+
+/// Applies a manifest given as text.
+pub fn apply(stack: &Stack, yaml: &str) {
+    let path = std::env::temp_dir().join(format!("{}.yaml", mysimbdp_e2e::unique("manifest")));
+    std::fs::write(&path, yaml).expect("write manifest");
+    stack.kubectl_ok(&["apply", "-f", path.to_str().expect("UTF-8 path")]);
+    let _ = std::fs::remove_file(path);
+}
+
+/// Installs the CRDs.
+pub fn install_crds(stack: &Stack) {
+    let crds = Stack::repo_dir().join("crds");
+    stack.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().expect("UTF-8 path")]);
+}
+
+/// Waits until a tenant is Ready.
+pub async fn wait_ready(tenants: &Api<Tenant>, name: &str) {
+    wait_for(&format!("tenant {name} to be Ready"), Duration::from_secs(120), || async move {
+        let tenant = tenants.get_opt(name).await.ok()??;
+        tenant.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
+}
+
+/// Deletes tenants (waiting for their offboarding), their data and their ledger records, so a
+/// test starts from nothing whatever an earlier run left.
+pub async fn reset(stack: &Stack, tenants: &Api<Tenant>, names: &[&str]) {
+    let admin = stack.coredms_admin().await;
+    for name in names {
+        let _ = tenants.delete(name, &Default::default()).await;
+        wait_for(&format!("tenant {name} to be gone"), Duration::from_secs(120), || async move {
+            matches!(tenants.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await;
+        admin.database(&TenantNames::new(name, None).database).drop().await.expect("drop old data");
+        let platform = admin.database("mysimbdp");
+        platform.collection::<Document>("files").delete_many(doc! { "tenant": *name }).await.expect("old files");
+        platform.collection::<Document>("runs").delete_many(doc! { "tenant": *name }).await.expect("old runs");
+    }
+}
+
+/// Waits until every named file of `tenant` has reached a final state and been filed.
+pub async fn settled(ledger: &Ledger, tenant: &str, names: &[&str], timeout: Duration) -> Vec<FileRecord> {
+    wait_for(&format!("{} files of {tenant} to settle", names.len()), timeout, || async {
+        let files = ledger.files(doc! { "tenant": tenant, "name": { "$in": names } }).await.ok()?;
+        let done = files.iter().filter(|f| {
+            matches!(f.status, FileStatus::Ingested | FileStatus::Rejected | FileStatus::DeadLettered) && f.filed
+        });
+        (done.count() == names.len()).then_some(files)
+    })
+    .await
+}
+
+/// Data rows of a CSV file (lines after the header).
+pub fn data_rows(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).expect("data file");
+    text.lines().count() as u64 - 1
+}
+
+/// A tenant with generous limits whose one app ingests flights files, optionally slowed.
+pub fn flights_tenant(name: &str, max_rows_per_second: Option<u32>, extra_app_spec: &str) -> (String, String) {
+    let tenant = format!(
+        "apiVersion: mysimbdp.io/v1alpha1
+kind: Tenant
+metadata: {{name: {name}}}
+spec:
+  agreement:
+    files: {{formats: [Csv], maxFileSize: 64Mi, maxFilesPerDay: 100, maxBytesPerDay: 4Gi}}
+    compute: {{cpu: '4', memory: 4Gi, maxConcurrentBatchRuns: 2}}
+    kafka: {{producerByteRate: 1Mi, consumerByteRate: 1Mi}}
+    coredms: {{storageQuota: 5Gi}}
+"
+    );
+    let slow = max_rows_per_second.map(|r| format!(", --max-rows-per-second, '{r}'")).unwrap_or_default();
+    let app = format!(
+        "apiVersion: mysimbdp.io/v1alpha1
+kind: BatchIngestApp
+metadata: {{name: flights, namespace: tenant-{name}}}
+spec:
+  container: {{image: registry.example.com/acme-air/flights-ingest:0.1.0, command: [acme-flights-ingest], args: [--kind, flights{slow}]}}
+  files: {{pattern: 'flights_*.csv'}}
+  target: {{collection: flights}}
+{extra_app_spec}"
+    );
+    (tenant, app)
+}
