@@ -57,6 +57,10 @@ pub mod env {
     pub const SIDECAR_ADDR: &str = "MYSIMBDP_SIDECAR_ADDR";
     /// Stream: how often measurements are reported, in milliseconds.
     pub const REPORT_INTERVAL_MS: &str = "MYSIMBDP_REPORT_INTERVAL_MS";
+    /// Stream: the topic the sidecar publishes reports to, full name (`<tenant>.mysimbdp.reports`).
+    pub const REPORTS_TOPIC: &str = "MYSIMBDP_REPORTS_TOPIC";
+    /// Stream: this replica's name (the pod's name with the kubernetes runtime).
+    pub const INSTANCE: &str = "MYSIMBDP_INSTANCE";
 }
 
 /// Exit codes of a batch run.
@@ -171,6 +175,60 @@ impl RunResult {
             result.rejections.pop();
         }
     }
+}
+
+/// What a stream app tells its metrics sidecar, one JSON object per line over a TCP connection
+/// to `MYSIMBDP_SIDECAR_ADDR`. An app sends one at least every report interval, with zero counts
+/// when it had nothing to do, so that the sidecar can tell an idle app from a hung one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Measurement {
+    /// Messages ingested (written, or found already written) since the previous measurement.
+    pub messages: u64,
+    /// Their bytes (Kafka message values).
+    pub bytes: u64,
+    /// Sum of their ingestion times (from receipt by the app until stored), in milliseconds.
+    pub ingestion_ms: f64,
+    /// Messages sent to the dead-letter topic since the previous measurement.
+    pub dead_lettered: u64,
+}
+
+/// What a sidecar publishes to the monitor each report interval, as JSON on the topic
+/// `<tenant>.mysimbdp.reports`, keyed by the app's name. The monitor trusts the tenant only from
+/// the topic, never from the report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The tenant.
+    pub tenant: String,
+    /// The app (its `StreamIngestApp`'s name).
+    pub app: String,
+    /// The replica that reported (pod name, or the local runtime's replica id).
+    pub instance: String,
+    /// Start of the measurement window, RFC 3339.
+    pub window_start: String,
+    /// End of the measurement window, RFC 3339.
+    pub window_end: String,
+    /// When this replica started ingesting, RFC 3339.
+    pub ingestion_start: String,
+    /// Messages ingested in the window.
+    pub messages: u64,
+    /// Bytes ingested in the window.
+    pub bytes: u64,
+    /// Messages per second over the window.
+    pub processing_rate: f64,
+    /// Bytes per second over the window.
+    pub throughput: f64,
+    /// Average ingestion time of the window's messages, in milliseconds (0 when none).
+    pub avg_ingestion_ms: f64,
+    /// Messages dead-lettered in the window.
+    pub dead_lettered: u64,
+    /// Messages ingested since `ingestion_start`.
+    pub total_messages: u64,
+    /// Bytes ingested since `ingestion_start`.
+    pub total_bytes: u64,
+    /// The app sent no measurement in the window: it is hung, or gone.
+    pub silent: bool,
 }
 
 #[cfg(test)]

@@ -211,6 +211,18 @@ impl PlatformArgs {
         }
     }
 
+    /// Kafka client settings of the platform admin, for the monitor's consumers.
+    pub fn kafka_admin_client(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.kafka_bootstrap)
+            .set("security.protocol", &self.kafka_security_protocol)
+            .set("sasl.mechanism", "SCRAM-SHA-512")
+            .set("sasl.username", &self.kafka_admin_user)
+            .set("sasl.password", &self.kafka_admin_password);
+        config
+    }
+
     /// Connects to everything and builds the controllers' shared context.
     pub async fn context(&self, metrics: Arc<Metrics>) -> Result<Arc<Context>, StartupError> {
         let client = kube::Client::try_default().await?;
@@ -234,12 +246,12 @@ impl PlatformArgs {
             .await
             .map_err(|e| StartupError::CoreDms(e.to_string()))?;
         let coredms: Arc<dyn CoreDmsAdmin> = match self.coredms_backend {
-            CoreDmsBackend::Mongodb => Arc::new(MongoAdmin::new(mongo)),
+            CoreDmsBackend::Mongodb => Arc::new(MongoAdmin::new(mongo.clone())),
             CoreDmsBackend::FerretdbPostgres => {
                 let url = self.postgres_url.clone().ok_or_else(|| {
                     StartupError::CoreDms("the ferretdb-postgres backend needs MYSIMBDP_POSTGRES_URL".into())
                 })?;
-                Arc::new(FerretDbAdmin::new(mongo, Secret::new(url)))
+                Arc::new(FerretDbAdmin::new(mongo.clone(), Secret::new(url)))
             }
         };
         let staging = Arc::new(staging::open(&self.staging_url)?);
@@ -257,6 +269,7 @@ impl PlatformArgs {
             endpoints: self.endpoints(),
             metrics,
             ledger,
+            platform_db: mongo.database(&self.coredms.platform_database),
         }))
     }
 }
@@ -284,22 +297,23 @@ mod tests {
     }
 }
 
-/// Where batch runs run.
+/// Where tenant apps run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
     /// Local processes: the app's command, found on PATH.
     Local,
-    /// Kubernetes Jobs in the tenants' namespaces.
+    /// Kubernetes Jobs (batch) and Deployments (stream) in the tenants' namespaces.
     Kubernetes,
 }
 
 /// How batch ingestion runs.
 #[derive(Debug, Clone, Args)]
 pub struct BatchArgs {
-    /// Where batch runs run.
+    /// Where batch runs and stream app replicas run.
     #[arg(long, env = "MYSIMBDP_RUNTIME", value_enum, default_value = "local")]
     pub runtime: RuntimeKind,
-    /// Folder of the local runtime's run records (pid, exit code, output, result).
+    /// Folder of the local runtime's records (runs: pid, exit code, output, result; stream
+    /// replicas: pids and logs).
     #[arg(long, env = "MYSIMBDP_RUNS_DIR", default_value = "/var/lib/mysimbdp/runs")]
     pub runs_dir: std::path::PathBuf,
     /// How often the batch manager looks at the staging areas and the runs.
@@ -347,6 +361,46 @@ impl BatchArgs {
         crate::batch::manager::ManagerConfig {
             poll_interval: self.batch_poll_interval.get(),
             max_concurrent_runs: self.max_concurrent_runs.max(1),
+        }
+    }
+}
+
+/// How stream apps run and are watched.
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// kubernetes runtime: the image of the metrics sidecar beside every stream app replica.
+    #[arg(long, env = "MYSIMBDP_SIDECAR_IMAGE", default_value = "ghcr.io/mysimbdp/mysimbdp-sidecar:0.1.0")]
+    pub sidecar_image: String,
+    /// local runtime: the metrics sidecar's program, found on PATH.
+    #[arg(long, env = "MYSIMBDP_SIDECAR_COMMAND", default_value = "mysimbdp-sidecar")]
+    pub sidecar_command: String,
+    /// How often a running stream app is looked at when nothing changed; the local runtime
+    /// restarts replicas whose processes ended then.
+    #[arg(long, env = "MYSIMBDP_STREAM_RESYNC", default_value = "5s")]
+    pub stream_resync: mysimbdp_api::quantity::PositiveDuration,
+    /// How often the monitor checks which apps are due for judgement (each app is judged once
+    /// per report interval).
+    #[arg(long, env = "MYSIMBDP_MONITOR_TICK", default_value = "1s")]
+    pub monitor_tick: mysimbdp_api::quantity::PositiveDuration,
+}
+
+impl StreamArgs {
+    /// The replica runtime of `kind`.
+    pub fn runtime(
+        &self,
+        kind: RuntimeKind,
+        runs_dir: &std::path::Path,
+        client: kube::Client,
+    ) -> Arc<dyn crate::runtime::replicas::ReplicaRuntime> {
+        match kind {
+            RuntimeKind::Local => Arc::new(crate::runtime::local_replicas::LocalReplicas::new(
+                runs_dir,
+                self.sidecar_command.clone(),
+                client,
+            )),
+            RuntimeKind::Kubernetes => {
+                Arc::new(crate::runtime::deployment::DeploymentRuntime::new(client, self.sidecar_image.clone()))
+            }
         }
     }
 }

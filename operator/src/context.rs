@@ -49,6 +49,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The ledger of staged files and runs.
     pub ledger: Ledger,
+    /// The platform's own database in coredms (ledger, reports, decisions).
+    pub platform_db: mongodb::Database,
 }
 
 impl Context {

@@ -32,6 +32,9 @@ pub enum Error {
     /// The ledger failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Starting or stopping app replicas failed.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
     /// Adding or removing the finalizer failed.
     #[error("finalizer of {name:?}: {message}")]
     Finalizer {
@@ -51,6 +54,7 @@ impl Error {
             Error::CoreDms(e) => e.category(),
             Error::Staging(e) => e.category(),
             Error::Ledger(_) => "ledger",
+            Error::Runtime(e) => e.category(),
             Error::Finalizer { .. } => "finalizer",
         }
     }

@@ -42,6 +42,15 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// Labels of a monitor decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// `ScaleUp`, `ScaleDown`, `Restart`, `Notify`.
+    pub action: &'static str,
+}
+
 /// Every metric of the operator.
 pub struct Metrics {
     registry: Registry,
@@ -59,6 +68,14 @@ pub struct Metrics {
     pub batch_rows: Family<TenantLabels, Counter>,
     /// Run durations by tenant.
     pub batch_run_seconds: Family<TenantLabels, Histogram>,
+    /// Stream app reports read by the monitor, by tenant.
+    pub stream_reports: Family<TenantLabels, Counter>,
+    /// Messages the stream apps reported ingested, by tenant.
+    pub stream_messages: Family<TenantLabels, Counter>,
+    /// Bytes the stream apps reported ingested, by tenant.
+    pub stream_bytes: Family<TenantLabels, Counter>,
+    /// Monitor decisions by tenant and action.
+    pub stream_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -82,6 +99,14 @@ impl Default for Metrics {
             Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0])
         });
         registry.register("batch_run_seconds", "Duration of batch runs", batch_run_seconds.clone());
+        let stream_reports = Family::<TenantLabels, Counter>::default();
+        registry.register("stream_reports", "Stream app reports read by the monitor", stream_reports.clone());
+        let stream_messages = Family::<TenantLabels, Counter>::default();
+        registry.register("stream_messages", "Messages stream apps reported ingested", stream_messages.clone());
+        let stream_bytes = Family::<TenantLabels, Counter>::default();
+        registry.register("stream_ingested_bytes", "Bytes stream apps reported ingested", stream_bytes.clone());
+        let stream_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register("stream_decisions", "Monitor decisions by tenant and action", stream_decisions.clone());
         Self {
             registry,
             reconciliations,
@@ -91,6 +116,10 @@ impl Default for Metrics {
             batch_bytes,
             batch_rows,
             batch_run_seconds,
+            stream_reports,
+            stream_messages,
+            stream_bytes,
+            stream_decisions,
         }
     }
 }
@@ -115,6 +144,19 @@ impl Metrics {
     /// Records a finished run.
     pub fn batch_run(&self, tenant: &str, _outcome: &'static str, elapsed: Duration) {
         self.batch_run_seconds.get_or_create(&TenantLabels { tenant: tenant.into() }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a report read from a tenant's report topic.
+    pub fn stream_report(&self, tenant: &str, messages: u64, bytes: u64) {
+        let labels = TenantLabels { tenant: tenant.into() };
+        self.stream_reports.get_or_create(&labels).inc();
+        self.stream_messages.get_or_create(&labels).inc_by(messages);
+        self.stream_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// Records a monitor decision.
+    pub fn stream_decision(&self, tenant: &str, action: &'static str) {
+        self.stream_decisions.get_or_create(&DecisionLabels { tenant: tenant.into(), action }).inc();
     }
 
     /// Registers more metrics (for a component that has its own).

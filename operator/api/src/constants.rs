@@ -47,3 +47,7 @@ pub const RESERVED_TENANT_NAMES: &[&str] = &[
 
 /// Tenant name prefixes the platform keeps for itself.
 pub const RESERVED_TENANT_PREFIXES: &[&str] = &["kube-", "mysimbdp-", "system-"];
+
+/// Finalizer that stops a StreamIngestApp's replicas where Kubernetes cannot (the local
+/// runtime's processes) before the app disappears.
+pub const STREAM_FINALIZER: &str = "mysimbdp.io/stream-replicas";

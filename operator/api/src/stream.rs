@@ -211,6 +211,13 @@ pub struct StreamIngestAppStatus {
     /// Replicas running and ready.
     #[serde(default)]
     pub ready_replicas: u32,
+    /// When the replicas last changed (started, scaled, restarted or given a new spec); the
+    /// monitor judges only what they did since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_since: Option<Time>,
+    /// When the platform last restarted every replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<Time>,
     /// The latest report over all replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_report: Option<ReportSummary>,

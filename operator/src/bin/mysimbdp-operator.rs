@@ -6,9 +6,9 @@ use std::{process::ExitCode, sync::Arc};
 use clap::{Parser, ValueEnum};
 use mysimbdp_operator::{
     batch,
-    config::{BatchArgs, PlatformArgs},
+    config::{BatchArgs, PlatformArgs, StreamArgs},
     metrics::Metrics,
-    tenant,
+    monitor, stream, tenant,
 };
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -29,12 +29,18 @@ enum Part {
     Tenant,
     /// The batch ingest manager.
     Batch,
+    /// The stream ingest manager: runs stream apps and carries out the monitor's decisions.
+    Stream,
+    /// The monitor: reads the stream apps' reports and decides to scale or restart them.
+    Monitor,
 }
 
 /// The mysimbdp operator: onboards and offboards tenants (namespace, quotas, network fence,
-/// Kafka user, ACLs, quotas and topics, coredms database and user, staging area, credentials)
-/// and runs batch ingestion (checks staged files against each tenant's agreement, runs the
-/// tenant's apps on the accepted ones, records every file in the ledger).
+/// Kafka user, ACLs, quotas and topics, coredms database and user, staging area, credentials),
+/// runs batch ingestion (checks staged files against each tenant's agreement, runs the
+/// tenant's apps on the accepted ones, records every file in the ledger), runs stream apps
+/// beside their metrics sidecars, and monitors them (reads their reports, scales or restarts
+/// them when they break their thresholds or stall).
 ///
 /// Every flag can also be set through the environment variable shown; credentials are read
 /// from the environment only (MYSIMBDP_KAFKA_ADMIN_PASSWORD, MYSIMBDP_COREDMS_ADMIN_PASSWORD,
@@ -46,8 +52,16 @@ struct Cli {
     platform: PlatformArgs,
     #[command(flatten)]
     batch: BatchArgs,
+    #[command(flatten)]
+    stream: StreamArgs,
     /// Which parts to run.
-    #[arg(long, env = "MYSIMBDP_CONTROLLERS", value_enum, value_delimiter = ',', default_value = "tenant,batch")]
+    #[arg(
+        long,
+        env = "MYSIMBDP_CONTROLLERS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tenant,batch,stream,monitor"
+    )]
     controllers: Vec<Part>,
     /// Log format.
     #[arg(long, env = "MYSIMBDP_LOG_FORMAT", value_enum, default_value = "text")]
@@ -83,6 +97,15 @@ async fn main() -> ExitCode {
         let runtime = cli.batch.runtime(ctx.client.clone());
         let manager = batch::run(ctx.clone(), ctx.ledger.clone(), runtime, cli.batch.manager());
         tokio::spawn(manager);
+    }
+    if cli.controllers.contains(&Part::Stream) {
+        let runtime = cli.stream.runtime(cli.batch.runtime, &cli.batch.runs_dir, ctx.client.clone());
+        tokio::spawn(stream::run(ctx.clone(), runtime, cli.stream.stream_resync.get()));
+    }
+    if cli.controllers.contains(&Part::Monitor) {
+        let config =
+            monitor::MonitorConfig { kafka: cli.platform.kafka_admin_client(), tick: cli.stream.monitor_tick.get() };
+        tokio::spawn(monitor::run(ctx.clone(), config));
     }
     if cli.controllers.contains(&Part::Tenant) {
         tenant::run(ctx).await;

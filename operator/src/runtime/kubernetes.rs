@@ -9,28 +9,18 @@ use async_trait::async_trait;
 use k8s_openapi::{
     api::{
         batch::v1::{Job, JobSpec},
-        core::v1::{
-            Capabilities, Container, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext,
-            PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
-            VolumeMount,
-        },
+        core::v1::{EnvVar, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Volume, VolumeMount},
     },
-    apimachinery::pkg::{
-        api::resource::Quantity,
-        apis::meta::v1::{ObjectMeta, OwnerReference},
-    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
     Api,
     api::{ListParams, PostParams},
 };
-use mysimbdp_api::constants::{
-    LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TENANT, MANAGED_BY, PART_OF,
-};
 use mysimbdp_ingest_sdk::contract::env;
 use tracing::info;
 
-use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result};
+use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result, pod};
 
 /// Label carrying the run id on Jobs and their pods.
 pub const LABEL_RUN: &str = "mysimbdp.io/run";
@@ -64,91 +54,36 @@ impl KubernetesRuntime {
 
     /// The Job of a run (pure).
     pub fn job(&self, spec: &RunSpec) -> Job {
-        let labels = BTreeMap::from([
-            (LABEL_NAME.to_owned(), "mysimbdp-batch-run".to_owned()),
-            (LABEL_INSTANCE.to_owned(), spec.app.clone()),
-            (LABEL_COMPONENT.to_owned(), "batch-run".to_owned()),
-            (LABEL_PART_OF.to_owned(), PART_OF.to_owned()),
-            (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-            (LABEL_TENANT.to_owned(), spec.tenant.clone()),
-            (LABEL_RUN.to_owned(), spec.id.clone()),
-        ]);
-        let mut env: Vec<EnvVar> = spec
-            .container
-            .env
-            .iter()
-            .map(|e| EnvVar { name: e.name.clone(), value: Some(e.value.clone()), value_from: None })
-            .collect();
-        env.extend(spec.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), value_from: None }));
+        let mut labels = pod::labels("mysimbdp-batch-run", "batch-run", &spec.app, &spec.tenant);
+        labels.insert(LABEL_RUN.to_owned(), spec.id.clone());
+        let mut env = pod::env_vars(&spec.env);
         env.push(EnvVar { name: env::RESULT_FILE.into(), value: Some(TERMINATION_LOG.into()), value_from: None });
-        let resources = spec.container.resources.as_ref().map(|r| {
-            let amounts = BTreeMap::from([
-                ("cpu".to_owned(), Quantity(r.cpu.to_string())),
-                ("memory".to_owned(), Quantity(r.memory.to_string())),
-            ]);
-            ResourceRequirements {
-                limits: Some(amounts.clone()),
-                requests: Some(amounts),
-                ..ResourceRequirements::default()
-            }
-        });
-        let (volumes, mounts) = match &self.staging_claim {
-            Some(claim) => (
-                Some(vec![Volume {
-                    name: "staging".into(),
-                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                        claim_name: claim.clone(),
-                        read_only: Some(true),
-                    }),
-                    ..Volume::default()
-                }]),
-                Some(vec![VolumeMount {
-                    name: "staging".into(),
-                    mount_path: self.staging_path.clone(),
+        let mut container = pod::app_container(&spec.container, env, &spec.credentials_secret);
+        container.termination_message_path = Some(TERMINATION_LOG.into());
+        container.termination_message_policy = Some("FallbackToLogsOnError".into());
+        let volumes = self.staging_claim.as_ref().map(|claim| {
+            container.volume_mounts = Some(vec![VolumeMount {
+                name: "staging".into(),
+                mount_path: self.staging_path.clone(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]);
+            vec![Volume {
+                name: "staging".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
                     read_only: Some(true),
-                    ..VolumeMount::default()
-                }]),
-            ),
-            None => (None, None),
-        };
-        let container = Container {
-            name: "app".into(),
-            image: Some(spec.container.image.clone()),
-            command: Some(spec.container.command.clone()),
-            args: (!spec.container.args.is_empty()).then(|| spec.container.args.clone()),
-            env: Some(env),
-            env_from: Some(vec![EnvFromSource {
-                secret_ref: Some(SecretEnvSource { name: spec.credentials_secret.clone(), optional: Some(false) }),
-                ..EnvFromSource::default()
-            }]),
-            resources,
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-                read_only_root_filesystem: Some(true),
-                run_as_non_root: Some(true),
-                ..SecurityContext::default()
-            }),
-            termination_message_path: Some(TERMINATION_LOG.into()),
-            termination_message_policy: Some("FallbackToLogsOnError".into()),
-            volume_mounts: mounts,
-            ..Container::default()
-        };
-        let owner = OwnerReference {
-            api_version: mysimbdp_api::constants::API_VERSION.into(),
-            kind: "BatchIngestApp".into(),
-            name: spec.app.clone(),
-            uid: spec.app_uid.clone(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        };
+                }),
+                ..Volume::default()
+            }]
+        });
         let timeout = i64::try_from(spec.timeout.as_secs()).unwrap_or(i64::MAX).max(1);
         Job {
             metadata: ObjectMeta {
                 name: Some(spec.id.clone()),
                 namespace: Some(spec.namespace.clone()),
                 labels: Some(labels.clone()),
-                owner_references: Some(vec![owner]),
+                owner_references: Some(vec![pod::owner("BatchIngestApp", &spec.app, &spec.app_uid)]),
                 ..ObjectMeta::default()
             },
             spec: Some(JobSpec {
@@ -166,16 +101,7 @@ impl KubernetesRuntime {
                         restart_policy: Some("Never".into()),
                         service_account_name: Some(spec.service_account.clone()),
                         automount_service_account_token: Some(false),
-                        security_context: Some(PodSecurityContext {
-                            run_as_non_root: Some(true),
-                            run_as_user: Some(65532),
-                            run_as_group: Some(65532),
-                            seccomp_profile: Some(SeccompProfile {
-                                type_: "RuntimeDefault".into(),
-                                localhost_profile: None,
-                            }),
-                            ..PodSecurityContext::default()
-                        }),
+                        security_context: Some(pod::restricted_pod()),
                         containers: vec![container],
                         volumes,
                         ..PodSpec::default()

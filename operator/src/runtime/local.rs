@@ -22,7 +22,10 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
-use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result};
+use super::{
+    Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result,
+    process::{live_pid, read_trimmed, start_time},
+};
 
 /// Runs as local processes.
 pub struct LocalRuntime {
@@ -64,30 +67,8 @@ fn io_error(action: &'static str, run: &str, path: &Path) -> impl FnOnce(std::io
     move |source| RuntimeError::Io { action, run, path, source }
 }
 
-/// The kernel's start time of a process (ticks since boot), or `None` when it is gone. A pid
-/// with another start time is another process.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-/// The pid of a run's process group leader, if that process still runs.
-fn live_pid(dir: &Path) -> Option<i32> {
-    let record = read_trimmed(&dir.join("pid"))?;
-    let mut parts = record.split_whitespace();
-    let pid: i32 = parts.next()?.parse().ok()?;
-    let started: u64 = parts.next()?.parse().ok()?;
-    (start_time(pid) == Some(started)).then_some(pid)
 }
 
 #[async_trait]
@@ -168,7 +149,7 @@ impl Runtime for LocalRuntime {
         let timed_out = dir.join("timed-out").exists();
         let exit = read_trimmed(&dir.join("exit"));
         if exit.is_none()
-            && let Some(pid) = live_pid(&dir)
+            && let Some(pid) = live_pid(&dir.join("pid"))
         {
             let deadline: u64 = read_trimmed(&dir.join("deadline")).and_then(|d| d.parse().ok()).unwrap_or(u64::MAX);
             if now_secs() > deadline && !timed_out {
@@ -206,16 +187,4 @@ pub fn output_tail(runs: &Path, id: &str, lines: usize) -> String {
     let text = std::fs::read_to_string(runs.join(id).join("output.log")).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_times_identify_processes() {
-        let me = i32::try_from(std::process::id()).unwrap();
-        assert!(start_time(me).is_some());
-        assert_eq!(start_time(i32::MAX), None);
-    }
 }

@@ -1,6 +1,7 @@
 //! The seam between what should run and where it runs. The batch manager hands a [`RunSpec`]
 //! to a [`Runtime`] and later asks how the run is doing; nothing above this module knows
-//! whether runs are Kubernetes Jobs or local processes.
+//! whether runs are Kubernetes Jobs or local processes. The stream ingest manager does the same
+//! with a [`replicas::ReplicaRuntime`]: Deployments, or local process pairs.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -8,8 +9,13 @@ use async_trait::async_trait;
 use mysimbdp_api::common::ContainerSpec;
 use mysimbdp_ingest_sdk::contract::RunResult;
 
+pub mod deployment;
 pub mod kubernetes;
 pub mod local;
+pub mod local_replicas;
+pub mod pod;
+pub mod process;
+pub mod replicas;
 
 /// One run of a batch app.
 #[derive(Debug, Clone, PartialEq)]
