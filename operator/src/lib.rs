@@ -3,6 +3,8 @@
 //! running ingest apps; the adapters to the external systems they drive; and the CLI.
 
 pub mod batch;
+pub mod chart;
+pub mod cli;
 pub mod conditions;
 pub mod config;
 pub mod context;

@@ -158,6 +158,9 @@ pub trait Staging: Send + Sync {
     async fn ensure_area(&self, tenant: &str) -> Result<String>;
     /// Deletes the tenant's area and every file in it; succeeds when it is already gone.
     async fn delete_area(&self, tenant: &str) -> Result<()>;
+    /// Drops a file into the tenant's `incoming/` folder, whole: it is written under a partial
+    /// upload's name first and renamed when complete, so the manager never sees half of it.
+    async fn upload(&self, tenant: &str, name: &str, content: Bytes) -> Result<Location>;
     /// The files in the tenant's `incoming/` folder, partial uploads excluded.
     async fn list_incoming(&self, tenant: &str) -> Result<Vec<StagedFile>>;
     /// A file's content.

@@ -145,6 +145,15 @@ impl Staging for ObjectStaging {
         Ok(files)
     }
 
+    async fn upload(&self, tenant: &str, name: &str, content: Bytes) -> Result<Location> {
+        let location = Location::incoming(tenant, name);
+        let partial = Location::incoming(tenant, &format!(".{name}.uploading"));
+        let path = Path::from(partial.path());
+        self.store.put(&path, PutPayload::from(content)).await.map_err(Self::store_err("write", path.as_ref()))?;
+        self.move_file(&partial, &location).await?;
+        Ok(location)
+    }
+
     async fn read(&self, location: &Location) -> Result<Bytes> {
         let path = Path::from(location.path());
         let got = self.store.get(&path).await.map_err(Self::store_err("read", path.as_ref()))?;
@@ -212,6 +221,11 @@ mod tests {
 
         let listed = staging.list_incoming("acme-air").await.unwrap();
         assert_eq!(listed.iter().map(|f| (f.name.as_str(), f.size)).collect::<Vec<_>>(), [("a.csv", 8)]);
+        let uploaded = staging.upload("acme-air", "c.csv", Bytes::from("x\n1\n")).await.unwrap();
+        assert_eq!(staging.read(&uploaded).await.unwrap(), Bytes::from("x\n1\n"));
+        let names: Vec<String> = staging.list_incoming("acme-air").await.unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["a.csv", "c.csv"], "no partial upload is left behind");
+        staging.move_file(&uploaded, &uploaded.moved(FileState::Rejected, "id0")).await.unwrap();
 
         let from = Location::incoming("acme-air", "a.csv");
         let to = from.moved(FileState::Rejected, "id1");
@@ -224,7 +238,7 @@ mod tests {
 
         assert_eq!(staging.expire("acme-air", FileState::Rejected, Timestamp::UNIX_EPOCH).await.unwrap(), 0);
         let later = Timestamp::now() + std::time::Duration::from_secs(60);
-        assert_eq!(staging.expire("acme-air", FileState::Rejected, later).await.unwrap(), 2);
+        assert_eq!(staging.expire("acme-air", FileState::Rejected, later).await.unwrap(), 3);
 
         staging.delete_area("acme-air").await.unwrap();
         assert!(!root.join("acme-air").exists());
