@@ -262,6 +262,9 @@ try:
         flt = json_util.loads(args[3]) if len(args) > 3 else {}
         for doc in client[args[1]][args[2]].find(flt):
             out(doc)
+    elif action == "count":
+        flt = json_util.loads(args[3]) if len(args) > 3 else {}
+        print(client[args[1]][args[2]].count_documents(flt))
     elif action == "list-databases":
         out(client.list_database_names())
     elif action == "list-collections":
