@@ -41,9 +41,25 @@ integration: ## Tests against the running local stack (real Kubernetes, Kafka an
 	cargo build --locked --workspace --bins
 	source "$(ENV_FILE)" && cargo test --locked --workspace --tests -- --test-threads=$(TEST_THREADS)
 
+.PHONY: bench-batch
+bench-batch: ## Benchmark: batch ingestion rows/s and MB/s on the flights data set against the store's raw insert_many (local stack)
+	cargo build --release --locked --workspace --bins --examples
+	source "$(ENV_FILE)" && cargo bench --locked -p mysimbdp-operator --bench batch
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the API types
 	cargo run --quiet --locked -p mysimbdp-api --bin crdgen -- crds
+	$(MAKE) --no-print-directory chart-crds
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the Helm chart (its copies are never edited by hand)
+	rm -f charts/mysimbdp/crds/*.yaml
+	cp crds/*.yaml charts/mysimbdp/crds/
+
+.PHONY: helm-lint
+helm-lint: ## helm lint --strict the chart and check its CRDs equal crds/ (helm from the local stack)
+	source "$(ENV_FILE)" && "$$MYSIMBDP_HELM" lint --strict charts/mysimbdp
+	diff -r crds charts/mysimbdp/crds || { echo "the chart's CRDs differ from crds/; run make chart-crds" >&2; exit 1; }
 
 .PHONY: stack-up
 stack-up: ## Build (once) and start the local stack; idempotent

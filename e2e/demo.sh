@@ -132,12 +132,13 @@ cli upload --tenant nimbus-weather "$DATA/stations.jsonl"
 
 step "6/7 nimbus-weather publishes its hourly observations (and some malformed messages)"
 credentials() { kubectl -n tenant-nimbus-weather get secret mysimbdp-credentials -o "jsonpath={.data.$1}" | base64 -d; }
-published=$(nimbus-weather-publish --file "$DATA/weather.csv" --rate "$WEATHER_RATE" --malformed-every 1000 \
-    --bootstrap "$MYSIMBDP_KAFKA_BOOTSTRAP" --username "$(credentials MYSIMBDP_KAFKA_USERNAME)" \
-    --password "$(credentials MYSIMBDP_KAFKA_PASSWORD)" --topic nimbus-weather.observations | tail -n 1)
-info "$published"
-good=$(sed -n 's/.*sent \([0-9]*\) good.*/\1/p' <<<"$published")
-[[ -n $good ]] || fail "the publisher did not say how many good messages it sent: $published"
+summary=$(MYSIMBDP_KAFKA_USERNAME=$(credentials MYSIMBDP_KAFKA_USERNAME) \
+    MYSIMBDP_KAFKA_PASSWORD=$(credentials MYSIMBDP_KAFKA_PASSWORD) \
+    nimbus-weather-publish --file "$DATA/weather.csv" --rate "$WEATHER_RATE" --malformed-every 1000 \
+    --kafka-bootstrap "$MYSIMBDP_KAFKA_BOOTSTRAP" --topic nimbus-weather.observations | tail -n 1)
+good=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["good"])' "$summary") ||
+    fail "the publisher did not say how many good messages it sent: $summary"
+info "published: $summary"
 
 step "7/7 wait until every file is settled and every good message is stored"
 deadline=$((SECONDS + DEMO_TIMEOUT))

@@ -298,10 +298,44 @@ impl OperatorProcess {
     }
 }
 
+/// The kernel start time of a live process, as the runtimes record it beside its pid.
+fn start_time(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    after.split_whitespace().nth(19).map(str::to_owned)
+}
+
+/// Pids recorded under `dir` (files `pid` and `*.pid`: pid and start time) whose process still
+/// runs, at any depth.
+fn recorded_pids(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            pids.extend(recorded_pids(&path));
+        } else if path.file_name().is_some_and(|n| n == "pid" || n.to_string_lossy().ends_with(".pid")) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut words = text.split_whitespace();
+            if let (Some(Ok(pid)), Some(started)) = (words.next().map(str::parse::<i32>), words.next())
+                && start_time(pid).as_deref() == Some(started)
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
 impl Drop for OperatorProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The apps it started run in process groups of their own, so that they outlive an
+        // operator restart; a test's operator takes them along when it goes.
+        for pid in recorded_pids(&self.runs_dir) {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+        }
         if std::thread::panicking() {
             eprintln!("operator log ({}):\n{}", self.log.display(), self.log_tail());
         }

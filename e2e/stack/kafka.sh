@@ -14,8 +14,10 @@
 #
 # Security layout:
 #   CLIENT      127.0.0.1:$MYSIMBDP_KAFKA_PORT            SASL_PLAINTEXT, SCRAM-SHA-512 only.
-#               Also the inter-broker listener, as User:admin.
 #   CONTROLLER  127.0.0.1:$MYSIMBDP_KAFKA_CONTROLLER_PORT SASL_PLAINTEXT, PLAIN only, one user.
+#   INTERNAL    127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT   SASL_PLAINTEXT, PLAIN only, the same user:
+#               the inter-broker listener, and the way the stack restores the admin's SCRAM
+#               credential when the broker lost it (see _kafka_assert_admin).
 # A PLAINTEXT controller listener would make every request on it User:ANONYMOUS, and the
 # broker's own calls to the controller (registration, heartbeats) need CLUSTER_ACTION, so
 # ANONYMOUS would have to be a super user: any local process could then alter the cluster
@@ -111,6 +113,7 @@ kafka_cli() {
 _kafka_write_config() {
   local st=$1 admin_pw=$2 ctl_pw=$3
   local client=127.0.0.1:$MYSIMBDP_KAFKA_PORT controller=127.0.0.1:$MYSIMBDP_KAFKA_CONTROLLER_PORT
+  local internal=127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT
   (
     umask 077
     cat >"$st/server.properties.new" <<EOF
@@ -120,16 +123,18 @@ node.id=1
 controller.quorum.voters=1@$controller
 log.dirs=$st/data
 
-listeners=CLIENT://$client,CONTROLLER://$controller
-advertised.listeners=CLIENT://$client
-listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+listeners=CLIENT://$client,CONTROLLER://$controller,INTERNAL://$internal
+advertised.listeners=CLIENT://$client,INTERNAL://$internal
+listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=CLIENT
+inter.broker.listener.name=INTERNAL
 
 sasl.enabled.mechanisms=SCRAM-SHA-512
-sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=PLAIN
 listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_ADMIN_USER" password="$admin_pw";
+listener.name.internal.sasl.enabled.mechanisms=PLAIN
+listener.name.internal.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$ctl_pw" user_$KAFKA_CONTROLLER_USER="$ctl_pw";
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$ctl_pw" user_$KAFKA_CONTROLLER_USER="$ctl_pw";
@@ -153,6 +158,9 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=24
 log.segment.bytes=67108864
+# Frequent metadata snapshots: a restart then loads the SCRAM users from a snapshot rather than
+# replaying their whole history (see _kafka_assert_admin).
+metadata.log.max.snapshot.interval.ms=60000
 EOF
     mv "$st/server.properties.new" "$st/server.properties"
 
@@ -163,6 +171,16 @@ sasl.mechanism=SCRAM-SHA-512
 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_ADMIN_USER" password="$admin_pw";
 EOF
     mv "$st/admin.properties.new" "$st/admin.properties"
+
+    cat >"$st/controller.properties.new" <<EOF
+# Client settings of the static PLAIN user, for tools that talk to the INTERNAL listener.
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$ctl_pw";
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+    mv "$st/controller.properties.new" "$st/controller.properties"
 
     # The health check fails fast instead of retrying for the default minute.
     {
@@ -200,6 +218,18 @@ _kafka_format() {
   }
 }
 
+# Kafka 4.1 can come back from a restart without SCRAM credentials: replaying a metadata log in
+# which a user was deleted drops the users added after the deletion. The admin's credential is
+# therefore written again (same password) on every start, through the INTERNAL listener as the
+# static PLAIN user; tenants' users are restored by the operator, which keeps their passwords.
+_kafka_assert_admin() {
+  local st=$1 admin_pw=$2
+  port_in_use "$MYSIMBDP_KAFKA_INTERNAL_PORT" || return 1
+  kafka_cli kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT" \
+    --command-config "$st/controller.properties" --alter --entity-type users --entity-name "$KAFKA_ADMIN_USER" \
+    --add-config "SCRAM-SHA-512=[password=$admin_pw]"
+}
+
 # Healthy = the CLIENT port listens and the admin, over SCRAM-SHA-512, gets a metadata answer
 # (listing topics needs an authenticated session, a registered broker and the authorizer).
 _kafka_healthy() {
@@ -220,6 +250,7 @@ kafka_up() {
   fi
   require_free_port "$MYSIMBDP_KAFKA_PORT" "the Kafka client listener" MYSIMBDP_KAFKA_PORT
   require_free_port "$MYSIMBDP_KAFKA_CONTROLLER_PORT" "the Kafka controller listener" MYSIMBDP_KAFKA_CONTROLLER_PORT
+  require_free_port "$MYSIMBDP_KAFKA_INTERNAL_PORT" "the Kafka internal listener" MYSIMBDP_KAFKA_INTERNAL_PORT
   mkdir -p "$st"
   chmod 700 "$st"
   local admin_pw ctl_pw
@@ -236,6 +267,8 @@ kafka_up() {
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$STACK_DIR/kafka-log4j2.properties" -Dmysimbdp.log.level=INFO \
     -cp "$home/libs/*" kafka.Kafka "$st/server.properties"
+  wait_until "kafka's controller to take the admin's credential" 120 "$logf" kafka \
+    _kafka_assert_admin "$st" "$admin_pw"
   wait_until "kafka" 120 "$logf" kafka _kafka_healthy
   log "kafka: ready in $((SECONDS - start))s"
 }

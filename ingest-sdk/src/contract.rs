@@ -63,6 +63,28 @@ pub mod env {
     pub const INSTANCE: &str = "MYSIMBDP_INSTANCE";
 }
 
+/// Headers of a message a stream app puts on the dead-letter topic (`MYSIMBDP_DEAD_LETTER_TOPIC`).
+/// The dead letter keeps the original message's key, value and headers unchanged; these headers
+/// come after the original ones (a reader takes the last header of a name). Values are UTF-8
+/// text.
+pub mod dead_letter {
+    /// Why the message could not be ingested, e.g. `the value is not JSON: expected value at line
+    /// 1 column 1` or the app's own reason.
+    pub const ERROR: &str = "mysimbdp.error";
+    /// The topic the message was consumed from.
+    pub const SOURCE_TOPIC: &str = "mysimbdp.source.topic";
+    /// Its partition, decimal.
+    pub const SOURCE_PARTITION: &str = "mysimbdp.source.partition";
+    /// Its offset, decimal.
+    pub const SOURCE_OFFSET: &str = "mysimbdp.source.offset";
+    /// Its timestamp, milliseconds since the epoch, decimal; absent when it had none.
+    pub const SOURCE_TIMESTAMP: &str = "mysimbdp.source.timestamp";
+    /// The app that refused it.
+    pub const APP: &str = "mysimbdp.app";
+    /// The replica that refused it.
+    pub const INSTANCE: &str = "mysimbdp.instance";
+}
+
 /// Exit codes of a batch run.
 pub mod exit {
     /// Every input file was processed (rows rejected by the app's own checks are counted in
@@ -177,9 +199,16 @@ impl RunResult {
     }
 }
 
-/// What a stream app tells its metrics sidecar, one JSON object per line over a TCP connection
-/// to `MYSIMBDP_SIDECAR_ADDR`. An app sends one at least every report interval, with zero counts
-/// when it had nothing to do, so that the sidecar can tell an idle app from a hung one.
+/// What a stream app tells its metrics sidecar, one JSON object per line (UTF-8, ending with
+/// `\n`, at most [`MAX_MEASUREMENT_LINE`] bytes) over a TCP connection to
+/// `MYSIMBDP_SIDECAR_ADDR`. An app sends one at least every report interval (the SDK sends one
+/// every half interval), with zero counts when it had nothing to do, so that the sidecar can tell
+/// an idle app from a hung one; a hung app sends none. Counts are deltas: each line covers the
+/// time since the previous line. Unknown fields are ignored, missing ones read as zero.
+///
+/// ```json
+/// {"messages":412,"bytes":98311,"ingestionMs":5120.5,"deadLettered":3}
+/// ```
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Measurement {
@@ -192,6 +221,9 @@ pub struct Measurement {
     /// Messages sent to the dead-letter topic since the previous measurement.
     pub dead_lettered: u64,
 }
+
+/// Longest measurement line a sidecar accepts, in bytes; a longer one closes the connection.
+pub const MAX_MEASUREMENT_LINE: usize = 64 * 1024;
 
 /// What a sidecar publishes to the monitor each report interval, as JSON on the topic
 /// `<tenant>.mysimbdp.reports`, keyed by the app's name. The monitor trusts the tenant only from

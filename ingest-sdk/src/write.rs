@@ -133,6 +133,16 @@ impl Writer {
         Ok(())
     }
 
+    /// [`write`](Self::write) for a document the caller encoded already (e.g. on a thread of
+    /// its own); it cannot fail to encode.
+    pub async fn write_raw(&mut self, part: usize, document: RawDocumentBuf) -> Result<(), WriteError> {
+        for batch in self.push_raw(part, document)?.into_iter().flatten() {
+            let sent = self.sender.send(batch).await;
+            self.check_sent(sent.is_ok())?;
+        }
+        Ok(())
+    }
+
     /// [`write`](Self::write) for a thread outside the runtime (e.g. a `spawn_blocking` task);
     /// it blocks while the channel is full. Panics when called on a runtime thread.
     pub fn write_blocking(&mut self, part: usize, document: &Document) -> Result<(), WriteError> {
@@ -188,6 +198,14 @@ impl Writer {
             id: document.get("_id").map_or_else(|| "(none)".to_owned(), ToString::to_string),
             reason: e.to_string(),
         })?;
+        self.push_raw(part, raw)
+    }
+
+    /// Adds an encoded document; see [`push`](Self::push).
+    fn push_raw(&mut self, part: usize, raw: RawDocumentBuf) -> Result<[Option<Batch>; 2], WriteError> {
+        if let Some(error) = self.failure.get() {
+            return Err(error.clone());
+        }
         // Batches never mix parts, so the counts of a batch belong to one part.
         let earlier = if part != self.part { self.take() } else { None };
         self.part = part;

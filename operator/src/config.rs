@@ -404,3 +404,78 @@ impl StreamArgs {
         }
     }
 }
+
+/// Leader election among replicas of the operator (off for a single local process).
+#[derive(Debug, Clone, Args)]
+pub struct LeaderElectionArgs {
+    /// Run the controllers only while holding a Lease, so that several replicas can run and
+    /// one of them works; the others wait, healthy, to take over.
+    #[arg(
+        long,
+        env = "MYSIMBDP_LEADER_ELECTION",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub leader_election: bool,
+    /// Name of the Lease (replicas running the same controllers share one).
+    #[arg(long, env = "MYSIMBDP_LEADER_ELECTION_LEASE_NAME", default_value = "mysimbdp-operator")]
+    pub leader_election_lease_name: String,
+    /// Namespace of the Lease; defaults to the operator's own (in a pod) or the kubeconfig's.
+    #[arg(long, env = "MYSIMBDP_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// How long a lease that is not renewed keeps the other replicas waiting.
+    #[arg(long, env = "MYSIMBDP_LEADER_ELECTION_LEASE_DURATION", default_value = "15s")]
+    pub leader_election_lease_duration: mysimbdp_api::quantity::PositiveDuration,
+    /// How long the leader keeps trying to renew before it gives up and exits; shorter than
+    /// the lease duration.
+    #[arg(long, env = "MYSIMBDP_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s")]
+    pub leader_election_renew_deadline: mysimbdp_api::quantity::PositiveDuration,
+    /// How often replicas look at the lease and the leader renews it; shorter than the renew
+    /// deadline.
+    #[arg(long, env = "MYSIMBDP_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s")]
+    pub leader_election_retry_period: mysimbdp_api::quantity::PositiveDuration,
+}
+
+#[cfg(test)]
+mod leader_election_tests {
+    use clap::Parser;
+
+    use super::LeaderElectionArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        leader: LeaderElectionArgs,
+    }
+
+    #[test]
+    fn leader_election_is_off_unless_asked_for() {
+        let off = Cli::try_parse_from(["op"]).unwrap().leader;
+        assert!(!off.leader_election);
+        assert_eq!(off.leader_election_lease_name, "mysimbdp-operator");
+        assert_eq!(off.leader_election_namespace, None);
+        assert_eq!(off.leader_election_lease_duration.get().as_secs(), 15);
+        for args in
+            [&["op", "--leader-election"][..], &["op", "--leader-election=true"], &["op", "--leader-election=1"]]
+        {
+            assert!(Cli::try_parse_from(args).unwrap().leader.leader_election, "{args:?}");
+        }
+        assert!(!Cli::try_parse_from(["op", "--leader-election=off"]).unwrap().leader.leader_election);
+        let set = Cli::try_parse_from([
+            "op",
+            "--leader-election",
+            "--leader-election-lease-name=mysimbdp-monitor",
+            "--leader-election-namespace=platform",
+            "--leader-election-retry-period=500ms",
+        ])
+        .unwrap()
+        .leader;
+        assert_eq!(set.leader_election_lease_name, "mysimbdp-monitor");
+        assert_eq!(set.leader_election_namespace.as_deref(), Some("platform"));
+        assert_eq!(set.leader_election_retry_period.get().as_millis(), 500);
+        assert!(Cli::try_parse_from(["op", "--leader-election-lease-duration=soon"]).is_err());
+    }
+}

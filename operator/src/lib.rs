@@ -12,6 +12,7 @@ pub mod coredms;
 pub mod error;
 pub mod k8s;
 pub mod kafka;
+pub mod leader;
 pub mod metrics;
 pub mod monitor;
 pub mod runtime;

@@ -75,6 +75,7 @@ async fn replicas_are_a_restricted_deployment_that_scales_on_fake_nodes() {
         service_account: "mysimbdp-app".into(),
         replicas: 1,
         restart_token: String::new(),
+        credentials_digest: "d1".into(),
     };
     runtime.apply(&spec).await.expect("the Deployment is admitted under the restricted profile");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);

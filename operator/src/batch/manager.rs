@@ -1,8 +1,10 @@
 //! The batch ingest manager: every poll it takes in the files tenants staged (once they stop
 //! changing), checks them against the agreement, records and files each decision, starts runs
 //! fairly across tenants within every concurrency limit, and settles finished runs (ingested,
-//! retried with backoff, or dead-lettered). The ledger is written before a file moves, so a
-//! restarted manager resumes where it stopped.
+//! retried with backoff, or dead-lettered). Between polls it looks at the runs alone a few
+//! times, so that a finished run's slot goes to the next waiting files at once rather than at
+//! the next poll. The ledger is written before a file moves, so a restarted manager resumes
+//! where it stopped.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -32,6 +34,12 @@ use crate::{
     staging::{FileState, Location, StagedFile},
     tenant::names::{APP_SERVICE_ACCOUNT, CREDENTIALS_SECRET, TenantNames},
 };
+
+/// Looks at the runs between two polls: a finished run's slot idles at most a quarter of the
+/// poll interval.
+const RUN_CHECKS_PER_POLL: u32 = 4;
+/// The shortest wait between two looks at the runs.
+const MIN_RUN_CHECK: Duration = Duration::from_millis(100);
 
 /// How the manager paces itself.
 #[derive(Debug, Clone)]
@@ -69,8 +77,9 @@ pub struct Manager {
     /// Size and change time of each incoming file at the previous poll: a file is taken in
     /// only once it has not changed for a whole poll interval.
     seen: Mutex<HashMap<(String, String), (u64, Timestamp)>>,
-    /// Which tenant goes first in the next scheduling round.
-    rotation: Mutex<usize>,
+    /// The tenant that got the last slot: among tenants with as many runs, the next slot goes
+    /// to the one after it by name.
+    last_served: Mutex<Option<String>>,
 }
 
 fn now_bson() -> bson::DateTime {
@@ -125,6 +134,99 @@ pub fn max_attempts(app: Option<&BatchIngestApp>, delivery: DeliveryGuarantee) -
     }
 }
 
+/// What the scheduler knows of one tenant: its concurrency and its apps with waiting files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+pub struct TenantQueue {
+    /// The tenant.
+    pub tenant: String,
+    /// Most runs of the tenant at once (its agreement).
+    pub limit: usize,
+    /// Its runs in progress.
+    pub running: usize,
+    /// Its apps that have files waiting.
+    #[cfg_attr(test, serde(default))]
+    pub apps: Vec<AppQueue>,
+}
+
+/// What the scheduler knows of one app: its concurrency and its waiting files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Deserialize))]
+#[cfg_attr(test, serde(rename_all = "camelCase"))]
+pub struct AppQueue {
+    /// The app.
+    pub app: String,
+    /// Most runs of the app at once (zero while it is suspended).
+    pub limit: usize,
+    /// Its runs in progress.
+    pub running: usize,
+    /// Most files per run.
+    pub files_per_run: usize,
+    /// When each waiting file was accepted (milliseconds), oldest first; runs take files from
+    /// the front.
+    pub waiting: Vec<i64>,
+}
+
+/// One run to start: the app of a tenant, on the first `files` of its waiting files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The tenant.
+    pub tenant: String,
+    /// The app.
+    pub app: String,
+    /// How many of its waiting files the run takes.
+    pub files: usize,
+}
+
+/// Shares `free` run slots out among tenants, one slot at a time (pure). Each slot goes to the
+/// tenant with the fewest runs among those that can start one (below their own limit, with an
+/// app below its concurrency that has files waiting); among tenants with as many runs, to the
+/// first after `last_served` by name, round-robin. Within the tenant, the app with the fewest
+/// runs goes first, then the one whose oldest waiting file was accepted first. A tenant with
+/// many files therefore takes the slots no one else wants, and gives the next free slot up as
+/// soon as another tenant has a file waiting.
+pub fn plan_starts(free: usize, tenants: &[TenantQueue], last_served: Option<&str>) -> Vec<Start> {
+    let mut tenants: Vec<TenantQueue> = tenants.to_vec();
+    // Files already planned, per tenant and app.
+    let mut taken: Vec<Vec<usize>> = tenants.iter().map(|t| vec![0; t.apps.len()]).collect();
+    let mut last = last_served.map(str::to_owned);
+    let mut starts = Vec::new();
+    while starts.len() < free {
+        let ready_app = |tenant: &TenantQueue, taken: &[usize]| {
+            tenant
+                .apps
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| a.running < a.limit && taken[*i] < a.waiting.len())
+                .min_by_key(|(i, a)| (a.running, a.waiting[taken[*i]], a.app.as_str()))
+                .map(|(i, _)| i)
+        };
+        // Round-robin among equals: the names after the last served one come first.
+        let after_last = |name: &str| last.as_deref().is_some_and(|l| name <= l);
+        let Some((t, a)) = tenants
+            .iter()
+            .enumerate()
+            .filter(|(_, tenant)| tenant.running < tenant.limit)
+            .filter_map(|(t, tenant)| ready_app(tenant, &taken[t]).map(|a| (t, a)))
+            .min_by_key(|(t, _)| {
+                let tenant = &tenants[*t];
+                (tenant.running, after_last(&tenant.tenant), tenant.tenant.as_str())
+            })
+        else {
+            break;
+        };
+        let tenant = &mut tenants[t];
+        let app = &mut tenant.apps[a];
+        let files = app.files_per_run.max(1).min(app.waiting.len() - taken[t][a]);
+        taken[t][a] += files;
+        app.running += 1;
+        tenant.running += 1;
+        last = Some(tenant.tenant.clone());
+        starts.push(Start { tenant: tenant.tenant.clone(), app: app.app.clone(), files });
+    }
+    starts
+}
+
 impl Manager {
     /// A manager over the given caches of Tenants and BatchIngestApps.
     pub fn new(
@@ -135,17 +237,48 @@ impl Manager {
         apps: Store<BatchIngestApp>,
         config: ManagerConfig,
     ) -> Self {
-        Self { ctx, ledger, runtime, tenants, apps, config, seen: Mutex::new(HashMap::new()), rotation: Mutex::new(0) }
+        Self {
+            ctx,
+            ledger,
+            runtime,
+            tenants,
+            apps,
+            config,
+            seen: Mutex::new(HashMap::new()),
+            last_served: Mutex::new(None),
+        }
     }
 
-    /// Polls until the process ends.
+    /// Polls until the process ends, and looks at the runs between polls.
     pub async fn run(self: Arc<Self>) {
-        info!(runtime = self.runtime.name(), interval = ?self.config.poll_interval, "batch manager started");
-        let mut ticker = tokio::time::interval(self.config.poll_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let check = (self.config.poll_interval / RUN_CHECKS_PER_POLL).clamp(MIN_RUN_CHECK, self.config.poll_interval);
+        info!(runtime = self.runtime.name(), interval = ?self.config.poll_interval, run_check = ?check, "batch manager started");
+        let mut polls = tokio::time::interval(self.config.poll_interval);
+        polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut checks = tokio::time::interval(check);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            self.poll().await;
+            tokio::select! {
+                biased;
+                _ = polls.tick() => self.poll().await,
+                _ = checks.tick() => self.check_runs().await,
+            }
+        }
+    }
+
+    /// Between polls: settles the runs that have finished and, when one has, starts runs in
+    /// the slots it freed. Intake and statuses wait for the next poll.
+    #[instrument(skip_all)]
+    pub async fn check_runs(&self) {
+        match self.settle_runs().await {
+            Ok(0) => {}
+            Ok(_) => {
+                let tenants: Vec<Arc<Tenant>> = self.tenants.state().into_iter().filter(|t| is_ready(t)).collect();
+                if let Err(error) = self.schedule(&tenants).await {
+                    warn!(%error, "cannot start runs");
+                }
+            }
+            Err(error) => warn!(%error, "cannot settle finished runs"),
         }
     }
 
@@ -329,8 +462,9 @@ impl Manager {
         Ok(())
     }
 
-    /// Settles every run that has finished.
-    async fn settle_runs(&self) -> Result<()> {
+    /// Settles every run that has finished; how many there were.
+    async fn settle_runs(&self) -> Result<usize> {
+        let mut settled = 0;
         for run in self.ledger.runs(doc! { "outcome": null }).await? {
             let state = self.runtime.state(&run.namespace, &run.id).await?;
             let outcome = match state {
@@ -346,8 +480,9 @@ impl Manager {
             };
             self.settle(&run, outcome).await?;
             self.runtime.forget(&run.namespace, &run.id).await?;
+            settled += 1;
         }
-        Ok(())
+        Ok(settled)
     }
 
     /// Records how a run ended, file by file, then files them.
@@ -449,8 +584,9 @@ impl Manager {
         Ok(())
     }
 
-    /// Starts runs for waiting files, one per tenant per round so that no tenant starves
-    /// another, within the app's, the tenant's and the platform's concurrency.
+    /// Starts runs for waiting files, slot by slot as [`plan_starts`] shares them out: within
+    /// the app's, the tenant's and the platform's concurrency, a free slot goes to the tenant
+    /// with the fewest runs, so that a tenant's flood of files never starves another tenant.
     async fn schedule(&self, tenants: &[Arc<Tenant>]) -> Result<()> {
         if tenants.is_empty() {
             return Ok(());
@@ -473,51 +609,56 @@ impl Manager {
             return Ok(());
         }
         let active = self.ledger.runs(doc! { "outcome": null }).await?;
-        let mut per_app: HashMap<(String, String), usize> = HashMap::new();
-        let mut per_tenant: HashMap<String, usize> = HashMap::new();
+        let free = self.config.max_concurrent_runs.saturating_sub(active.len());
+        if free == 0 {
+            return Ok(());
+        }
+        let mut per_app: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut per_tenant: HashMap<&str, usize> = HashMap::new();
         for run in &active {
-            *per_app.entry((run.tenant.clone(), run.app.clone())).or_default() += 1;
-            *per_tenant.entry(run.tenant.clone()).or_default() += 1;
+            *per_app.entry((&run.tenant, &run.app)).or_default() += 1;
+            *per_tenant.entry(&run.tenant).or_default() += 1;
         }
-        let mut total = active.len();
-        let start_at = {
-            let mut rotation = self.rotation.lock().unwrap_or_else(|e| e.into_inner());
-            *rotation = (*rotation + 1) % tenants.len();
-            *rotation
-        };
-        let order: Vec<&Arc<Tenant>> = tenants.iter().cycle().skip(start_at).take(tenants.len()).collect();
-        loop {
-            let mut started_any = false;
-            for tenant in &order {
-                if total >= self.config.max_concurrent_runs {
-                    return Ok(());
-                }
-                let name = tenant.name_any();
-                let tenant_limit = tenant.spec.agreement.compute.max_concurrent_batch_runs as usize;
-                if per_tenant.get(&name).copied().unwrap_or(0) >= tenant_limit {
-                    continue;
-                }
-                for app in self.apps_of(tenant) {
-                    let key = (name.clone(), app.name_any());
-                    let running = per_app.get(&key).copied().unwrap_or(0);
-                    if app.spec.suspended || running >= app.spec.concurrency as usize {
-                        continue;
-                    }
-                    let Some(queue) = queues.get_mut(&key).filter(|q| !q.is_empty()) else { continue };
-                    let take = queue.len().min(app.spec.files_per_run as usize);
-                    let batch: Vec<FileRecord> = queue.drain(..take).collect();
-                    self.start_run(tenant, &app, batch).await?;
-                    *per_app.entry(key).or_default() += 1;
-                    *per_tenant.entry(name.clone()).or_default() += 1;
-                    total += 1;
-                    started_any = true;
-                    break;
-                }
+        let mut apps: HashMap<(String, String), Arc<BatchIngestApp>> = HashMap::new();
+        let mut demand = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            let name = tenant.name_any();
+            let mut app_queues = Vec::new();
+            for app in self.apps_of(tenant) {
+                let key = (name.clone(), app.name_any());
+                let Some(queue) = queues.get(&key).filter(|q| !q.is_empty()) else { continue };
+                app_queues.push(AppQueue {
+                    app: key.1.clone(),
+                    limit: if app.spec.suspended { 0 } else { app.spec.concurrency as usize },
+                    running: per_app.get(&(name.as_str(), key.1.as_str())).copied().unwrap_or(0),
+                    files_per_run: app.spec.files_per_run as usize,
+                    waiting: queue.iter().map(|f| f.decided_at.timestamp_millis()).collect(),
+                });
+                apps.insert(key, app);
             }
-            if !started_any {
-                return Ok(());
-            }
+            demand.push(TenantQueue {
+                limit: tenant.spec.agreement.compute.max_concurrent_batch_runs as usize,
+                running: per_tenant.get(name.as_str()).copied().unwrap_or(0),
+                tenant: name,
+                apps: app_queues,
+            });
         }
+        let last_served = self.last_served.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for start in plan_starts(free, &demand, last_served.as_deref()) {
+            let key = (start.tenant, start.app);
+            let (Some(queue), Some(app), Some(tenant)) =
+                (queues.get_mut(&key), apps.get(&key), tenants.iter().find(|t| t.name_any() == key.0))
+            else {
+                continue;
+            };
+            let batch: Vec<FileRecord> = queue.drain(..start.files.min(queue.len())).collect();
+            if batch.is_empty() {
+                continue;
+            }
+            self.start_run(tenant, app, batch).await?;
+            *self.last_served.lock().unwrap_or_else(|e| e.into_inner()) = Some(key.0);
+        }
+        Ok(())
     }
 
     /// Records and starts one run.
@@ -646,6 +787,116 @@ mod tests {
         assert_eq!(max_attempts(Some(&a), DeliveryGuarantee::AtLeastOnce), 4);
         assert_eq!(max_attempts(Some(&a), DeliveryGuarantee::AtMostOnce), 1);
         assert_eq!(backoff(None, 1), Duration::from_secs(10));
+    }
+
+    /// The starts [`plan_starts`] gives for tenants written as YAML, as `tenant/app×files`.
+    fn plan(free: usize, yaml: &str, last_served: Option<&str>) -> Vec<String> {
+        let tenants: Vec<TenantQueue> = serde_yaml::from_str(yaml).unwrap();
+        plan_starts(free, &tenants, last_served)
+            .into_iter()
+            .map(|s| format!("{}/{}×{}", s.tenant, s.app, s.files))
+            .collect()
+    }
+
+    #[test]
+    fn a_free_slot_goes_to_the_tenant_with_the_fewest_runs_whatever_its_queue() {
+        // The flood holds every slot it may; one frees, and the calm tenant's single file
+        // gets it, even though the flood was not the last served and has more waiting.
+        let yaml = "
+- tenant: flood-air
+  limit: 2
+  running: 1
+  apps: [{app: flights, limit: 2, running: 1, filesPerRun: 1, waiting: [1, 2, 3, 4, 5, 6, 7, 8]}]
+- tenant: calm-air
+  limit: 2
+  running: 0
+  apps: [{app: flights, limit: 2, running: 0, filesPerRun: 1, waiting: [9]}]
+";
+        assert_eq!(plan(1, yaml, Some("calm-air")), ["calm-air/flights×1"]);
+        assert_eq!(plan(1, yaml, Some("flood-air")), ["calm-air/flights×1"]);
+        assert_eq!(plan(1, yaml, None), ["calm-air/flights×1"]);
+        // With more slots, the flood takes what the calm tenant cannot use, up to its limit.
+        assert_eq!(plan(4, yaml, None), ["calm-air/flights×1", "flood-air/flights×1"]);
+    }
+
+    #[test]
+    fn tenants_with_as_many_runs_take_turns_after_the_last_served() {
+        let yaml = "
+- {tenant: a, limit: 9, running: 0, apps: [{app: x, limit: 9, running: 0, filesPerRun: 2, waiting: [1, 2, 3, 4, 5]}]}
+- {tenant: b, limit: 9, running: 0, apps: [{app: x, limit: 9, running: 0, filesPerRun: 1, waiting: [1, 2]}]}
+- {tenant: c, limit: 9, running: 0, apps: [{app: x, limit: 9, running: 0, filesPerRun: 1, waiting: [1]}]}
+";
+        assert_eq!(plan(3, yaml, None), ["a/x×2", "b/x×1", "c/x×1"]);
+        assert_eq!(plan(3, yaml, Some("a")), ["b/x×1", "c/x×1", "a/x×2"]);
+        assert_eq!(plan(2, yaml, Some("c")), ["a/x×2", "b/x×1"]);
+        // A last served tenant that is gone: the turn goes on by name.
+        assert_eq!(plan(1, yaml, Some("bb")), ["c/x×1"]);
+        // Queues run dry one by one; the remaining slots go to whoever still has files.
+        assert_eq!(plan(9, yaml, Some("c")), ["a/x×2", "b/x×1", "c/x×1", "a/x×2", "b/x×1", "a/x×1"]);
+    }
+
+    #[test]
+    fn one_slot_at_a_time_the_tenants_alternate_across_polls() {
+        // One platform slot; each poll starts one run, which ends before the next poll.
+        let mut queues: Vec<TenantQueue> = serde_yaml::from_str(
+            "
+- {tenant: flood, limit: 4, running: 0, apps: [{app: x, limit: 4, running: 0, filesPerRun: 1, waiting: [1, 2, 3, 4, 5, 6]}]}
+- {tenant: calm, limit: 1, running: 0, apps: [{app: x, limit: 1, running: 0, filesPerRun: 1, waiting: [7, 8]}]}
+",
+        )
+        .unwrap();
+        let mut last: Option<String> = None;
+        let mut served = Vec::new();
+        for _ in 0..8 {
+            let starts = plan_starts(1, &queues, last.as_deref());
+            let Some(start) = starts.first() else { break };
+            let queue = queues.iter_mut().find(|t| t.tenant == start.tenant).unwrap();
+            queue.apps[0].waiting.drain(..start.files);
+            served.push(start.tenant.clone());
+            last = Some(start.tenant.clone());
+        }
+        assert_eq!(served, ["calm", "flood", "calm", "flood", "flood", "flood", "flood", "flood"]);
+    }
+
+    #[test]
+    fn every_limit_holds() {
+        let cases = [
+            // (free slots, tenants, expected starts)
+            (
+                0,
+                "[{tenant: a, limit: 2, running: 0, apps: [{app: x, limit: 2, running: 0, filesPerRun: 1, waiting: [1]}]}]",
+                vec![],
+            ),
+            // The tenant's limit.
+            (
+                4,
+                "[{tenant: a, limit: 2, running: 1, apps: [{app: x, limit: 9, running: 1, filesPerRun: 1, waiting: [1, 2, 3]}]}]",
+                vec!["a/x×1"],
+            ),
+            // The app's concurrency, and a suspended app (limit 0).
+            (
+                4,
+                "[{tenant: a, limit: 9, running: 0, apps: [{app: x, limit: 1, running: 0, filesPerRun: 1, waiting: [1, 2]}, {app: y, limit: 0, running: 0, filesPerRun: 1, waiting: [1]}]}]",
+                vec!["a/x×1"],
+            ),
+            // Files per run, the last run taking what is left.
+            (
+                4,
+                "[{tenant: a, limit: 9, running: 0, apps: [{app: x, limit: 9, running: 0, filesPerRun: 3, waiting: [1, 2, 3, 4]}]}]",
+                vec!["a/x×3", "a/x×1"],
+            ),
+            // Within a tenant: the app with fewer runs, then the one with the older file.
+            (
+                3,
+                "[{tenant: a, limit: 9, running: 1, apps: [{app: x, limit: 9, running: 1, filesPerRun: 1, waiting: [1, 2]}, {app: y, limit: 9, running: 0, filesPerRun: 1, waiting: [5]}, {app: z, limit: 9, running: 0, filesPerRun: 1, waiting: [3]}]}]",
+                vec!["a/z×1", "a/y×1", "a/x×1"],
+            ),
+            // A tenant with no waiting files takes nothing.
+            (2, "[{tenant: a, limit: 2, running: 0}]", vec![]),
+        ];
+        for (free, yaml, expected) in cases {
+            assert_eq!(plan(free, yaml, None), expected, "{yaml}");
+        }
     }
 
     #[test]

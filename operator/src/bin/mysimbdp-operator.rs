@@ -6,7 +6,8 @@ use std::{process::ExitCode, sync::Arc};
 use clap::{Parser, ValueEnum};
 use mysimbdp_operator::{
     batch,
-    config::{BatchArgs, PlatformArgs, StreamArgs},
+    config::{BatchArgs, LeaderElectionArgs, PlatformArgs, StreamArgs},
+    leader,
     metrics::Metrics,
     monitor, stream, tenant,
 };
@@ -54,6 +55,8 @@ struct Cli {
     batch: BatchArgs,
     #[command(flatten)]
     stream: StreamArgs,
+    #[command(flatten)]
+    leader: LeaderElectionArgs,
     /// Which parts to run.
     #[arg(
         long,
@@ -92,6 +95,15 @@ async fn main() -> ExitCode {
             error!("metrics endpoint on {addr}: {e}");
         }
     });
+    // A replica that does not lead waits here, healthy, until it does.
+    let mut leadership = match leader::lead(&cli.leader, ctx.client.clone()).await {
+        Ok(Some(leadership)) => leadership,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     info!(metrics = %addr, staging = %cli.platform.staging_url, parts = ?cli.controllers, "mysimbdp operator started");
     if cli.controllers.contains(&Part::Batch) {
         let runtime = cli.batch.runtime(ctx.client.clone());
@@ -107,11 +119,22 @@ async fn main() -> ExitCode {
             monitor::MonitorConfig { kafka: cli.platform.kafka_admin_client(), tick: cli.stream.monitor_tick.get() };
         tokio::spawn(monitor::run(ctx.clone(), config));
     }
-    if cli.controllers.contains(&Part::Tenant) {
-        tenant::run(ctx).await;
-    } else if tokio::signal::ctrl_c().await.is_err() {
-        error!("cannot wait for a stop signal");
+    let parts = async {
+        if cli.controllers.contains(&Part::Tenant) {
+            tenant::run(ctx).await;
+        } else {
+            leader::stop_signal().await;
+        }
+    };
+    let lost = tokio::select! {
+        () = parts => false,
+        () = leadership.lost() => true,
+    };
+    if lost {
+        error!("leadership lost; exiting so that this replica starts again clean");
+        return ExitCode::FAILURE;
     }
+    leadership.release().await;
     info!("mysimbdp operator stopped");
     ExitCode::SUCCESS
 }

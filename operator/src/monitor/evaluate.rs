@@ -139,6 +139,9 @@ pub struct Verdict {
     pub proposal: Option<Proposal>,
 }
 
+/// How long replicas may take to send their first report before their silence counts.
+pub const STARTUP_GRACE_MS: i64 = 30_000;
+
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -168,10 +171,13 @@ fn health(view: &AppView<'_>, reports: &[ReportPoint], lags: &[LagPoint], now_ms
 
     let missed = i64::from(monitoring.missed_reports);
     let silence_limit = missed * interval;
-    if view.replicas > 0 && now_ms - view.running_since_ms > silence_limit + interval {
-        let last_report = reports.iter().filter(|r| r.end_ms >= view.running_since_ms).map(|r| r.end_ms).max();
+    let last_report = reports.iter().filter(|r| r.end_ms >= view.running_since_ms).map(|r| r.end_ms).max();
+    // Replicas that have not reported yet may still be starting (joining their consumer group,
+    // their sidecar's first report finding the monitor): they get a grace period first.
+    let limit = if last_report.is_some() { silence_limit } else { silence_limit + STARTUP_GRACE_MS };
+    if view.replicas > 0 && now_ms - view.running_since_ms > limit {
         let quiet_for = now_ms - last_report.unwrap_or(view.running_since_ms);
-        if quiet_for > silence_limit {
+        if quiet_for > limit {
             return Health::Stalled(format!(
                 "no replica has reported for {} ({} report intervals of {})",
                 secs(quiet_for),
@@ -210,6 +216,13 @@ fn health(view: &AppView<'_>, reports: &[ReportPoint], lags: &[LagPoint], now_ms
         && let (Some(first), Some(last)) = (first_lag, last_lag)
         && last > first
     {
+        let ever = reports.iter().any(|r| r.start_ms >= view.running_since_ms - interval && r.messages > 0);
+        if !ever && now_ms - view.running_since_ms < window + STARTUP_GRACE_MS {
+            return Health::Unknown(format!(
+                "the replicas have not ingested anything since they started {} ago (joining the consumer group may take a while)",
+                secs(now_ms - view.running_since_ms)
+            ));
+        }
         return Health::Stalled(format!(
             "no message ingested in the last {} while the lag grew from {first} to {last}",
             secs(window)
@@ -460,11 +473,20 @@ thresholds: {minProcessingRate: 100, maxAvgIngestionTime: 50ms, maxLag: 5000}
             Case {
                 name: "no progress while lag grows is a stall",
                 view: base.clone(),
-                reports: reports(&["a"], 0, 40, 0, 0.0, false),
-                lags: lags(&[(15, 100), (40, 900)]),
-                now: 40 * S,
+                reports: [reports(&["a"], 0, 20, 500, 2.0, false), reports(&["a"], 20, 55, 0, 0.0, false)].concat(),
+                lags: lags(&[(26, 100), (55, 900)]),
+                now: 55 * S,
                 health: "Stalled",
                 action: Some((Action::Restart, 1)),
+            },
+            Case {
+                name: "replicas that have ingested nothing yet may still be joining their group",
+                view: AppView { running_since_ms: 0, ..base.clone() },
+                reports: reports(&["a"], 0, 20, 0, 0.0, false),
+                lags: lags(&[(11, 100), (20, 900)]),
+                now: 20 * S,
+                health: "NotEnoughReports",
+                action: None,
             },
             Case {
                 name: "idle without lag is healthy",
@@ -485,11 +507,29 @@ thresholds: {minProcessingRate: 100, maxAvgIngestionTime: 50ms, maxLag: 5000}
                 action: Some((Action::Restart, 1)),
             },
             Case {
-                name: "no report at all is a stall",
+                name: "reports that stop are a stall",
                 view: base.clone(),
                 reports: reports(&["a"], 0, 15, 500, 2.0, false),
                 lags: vec![],
                 now: 40 * S,
+                health: "Stalled",
+                action: Some((Action::Restart, 1)),
+            },
+            Case {
+                name: "replicas that never reported get a grace period first",
+                view: base.clone(),
+                reports: vec![],
+                lags: vec![],
+                now: 20 * S,
+                health: "NotEnoughReports",
+                action: None,
+            },
+            Case {
+                name: "replicas that never reported after the grace period are stalled",
+                view: base.clone(),
+                reports: vec![],
+                lags: vec![],
+                now: 50 * S,
                 health: "Stalled",
                 action: Some((Action::Restart, 1)),
             },

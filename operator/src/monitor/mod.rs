@@ -70,6 +70,9 @@ struct AppMemory {
     lags: Vec<LagPoint>,
     healthy_since_ms: Option<i64>,
     last_judged_ms: i64,
+    /// When this monitor last decided about the app, to the millisecond (the status keeps
+    /// whole seconds only).
+    last_decided_ms: Option<i64>,
 }
 
 type Key = (String, String);
@@ -340,7 +343,11 @@ async fn judge(
             cap_reason,
             replicas: status.desired_replicas,
             running_since_ms,
-            last_decision_ms: status.last_decision.as_ref().map(|d| ms(&d.decided_at)),
+            last_decision_ms: status
+                .last_decision
+                .as_ref()
+                .map(|d| ms(&d.decided_at))
+                .max(remembered.last_decided_ms),
             healthy_since_ms: remembered.healthy_since_ms,
         };
         let verdict = evaluate::evaluate(&view, &remembered.reports, &remembered.lags, now_ms);
@@ -394,6 +401,9 @@ async fn judge(
         return Ok(());
     }
     if let Some(decision) = decision {
+        if let Some(remembered) = memory.lock().unwrap_or_else(|e| e.into_inner()).apps.get_mut(&key) {
+            remembered.last_decided_ms = Some(now.as_millisecond());
+        }
         let kind = if matches!(decision.action.as_str(), "ScaleUp" | "ScaleDown") {
             EventType::Normal
         } else {

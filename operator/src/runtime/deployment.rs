@@ -34,6 +34,9 @@ use super::{
 
 /// Annotation on the pod template whose change restarts every replica.
 pub const RESTART_ANNOTATION: &str = "mysimbdp.io/restart-token";
+/// Annotation on the pod template with the digest of the tenant's credentials: new credentials
+/// roll the pods, which read them only when they start.
+pub const CREDENTIALS_ANNOTATION: &str = "mysimbdp.io/credentials-digest";
 const NAME: &str = "mysimbdp-stream-app";
 const COMPONENT: &str = "stream-app";
 
@@ -113,10 +116,10 @@ impl DeploymentRuntime {
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(labels),
-                        annotations: Some(BTreeMap::from([(
-                            RESTART_ANNOTATION.to_owned(),
-                            spec.restart_token.clone(),
-                        )])),
+                        annotations: Some(BTreeMap::from([
+                            (RESTART_ANNOTATION.to_owned(), spec.restart_token.clone()),
+                            (CREDENTIALS_ANNOTATION.to_owned(), spec.credentials_digest.clone()),
+                        ])),
                         ..ObjectMeta::default()
                     }),
                     spec: Some(PodSpec {
@@ -177,6 +180,7 @@ mod tests {
             service_account: "mysimbdp-app".into(),
             replicas: 2,
             restart_token: "2026-12-01T00:00:00Z".into(),
+            credentials_digest: "abc".into(),
         }
     }
 

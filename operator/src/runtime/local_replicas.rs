@@ -140,7 +140,14 @@ impl LocalReplicas {
 fn settings_digest(spec: &ReplicasSpec) -> String {
     use sha2::Digest;
     let env: Vec<(&str, &str)> = spec.container.env.iter().map(|e| (e.name.as_str(), e.value.as_str())).collect();
-    let settings = serde_json::json!([spec.container.command, spec.container.args, env, spec.env, spec.restart_token]);
+    let settings = serde_json::json!([
+        spec.container.command,
+        spec.container.args,
+        env,
+        spec.env,
+        spec.restart_token,
+        spec.credentials_digest
+    ]);
     hex::encode(&sha2::Sha256::digest(settings.to_string().as_bytes())[..8])
 }
 

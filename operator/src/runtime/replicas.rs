@@ -35,6 +35,9 @@ pub struct ReplicasSpec {
     pub replicas: u32,
     /// Changing it restarts every replica.
     pub restart_token: String,
+    /// A digest of the tenant's credentials: replicas started with other credentials are
+    /// restarted when it changes.
+    pub credentials_digest: String,
 }
 
 /// How many replicas run.

@@ -10,7 +10,11 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::{api::apps::v1::Deployment, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Secret},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
@@ -144,6 +148,11 @@ async fn run_app(app: &StreamIngestApp, stream: &StreamContext) -> Result<Action
     };
 
     let apps: Api<StreamIngestApp> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(secret) = k8s::get_opt(&secrets, CREDENTIALS_SECRET).await? else {
+        // The tenant controller recreates it; the app waits.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
     let others: u32 = apps
         .list(&Default::default())
         .await
@@ -166,6 +175,7 @@ async fn run_app(app: &StreamIngestApp, stream: &StreamContext) -> Result<Action
         service_account: APP_SERVICE_ACCOUNT.into(),
         replicas: target.replicas,
         restart_token: target.last_restart.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        credentials_digest: plan::credentials_digest(&secret),
     };
     let state = stream.runtime.apply(&spec).await?;
 

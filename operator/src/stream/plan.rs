@@ -24,6 +24,13 @@ pub fn check(app: &StreamIngestApp, tenant: Option<&Tenant>) -> Result<(), State
             format!("namespace {namespace} belongs to no tenant; create the app in a tenant's namespace"),
         ));
     };
+    if tenant.metadata.deletion_timestamp.is_some() {
+        return Err(State::failed(
+            conditions::READY,
+            "TenantLeaving",
+            format!("tenant {} is being offboarded; the app stops with it", tenant.name_any()),
+        ));
+    }
     if !tenant.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)) {
         return Err(State::failed(
             conditions::READY,
@@ -105,6 +112,20 @@ pub fn target(app: &StreamIngestApp, cap: u32) -> Target {
     }
     let replicas = if app.spec.suspended { 0 } else { replicas.max(app.spec.replicas.min).min(cap.max(1)) };
     Target { replicas, last_restart }
+}
+
+/// A digest of the tenant's credentials Secret (every key and value), so that replicas started
+/// with other credentials can be told apart.
+pub fn credentials_digest(secret: &k8s_openapi::api::core::v1::Secret) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for (key, value) in secret.data.iter().flatten() {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update(&value.0);
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
 }
 
 /// The contract's environment of every replica, credentials and per-replica variables aside.

@@ -104,3 +104,24 @@ spec:
     );
     (tenant, app)
 }
+
+/// The first `parts × rows` data rows of a CSV file, as `parts` files of `rows` rows, each
+/// with the header.
+pub fn csv_parts(path: &Path, rows: usize, parts: usize) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(path).expect("data file");
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header row");
+    let body: Vec<&str> = lines.collect();
+    assert!(body.len() >= rows * parts, "{} has {} rows, fewer than {parts} × {rows}", path.display(), body.len());
+    body.chunks(rows)
+        .take(parts)
+        .map(|chunk| {
+            let mut file = String::with_capacity((chunk.len() + 1) * (header.len() + 1));
+            for line in std::iter::once(&header).chain(chunk) {
+                file.push_str(line);
+                file.push('\n');
+            }
+            file.into_bytes()
+        })
+        .collect()
+}

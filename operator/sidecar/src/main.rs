@@ -1,0 +1,32 @@
+//! `mysimbdp-sidecar`: the metrics sidecar's entry point (see the library for what it does and
+//! `mysimbdp-sidecar --help` for its options). Exit code 0 after SIGTERM or SIGINT, 1 when it
+//! cannot start, 2 for a bad command line.
+
+#![forbid(unsafe_code)]
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use mysimbdp_ingest_sdk::stream::shutdown_signal;
+use mysimbdp_sidecar::{Args, run};
+
+// One thread: the sidecar handles one app's lines and a report per interval.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(args, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, category = e.category(), "metrics sidecar cannot run");
+            ExitCode::FAILURE
+        }
+    }
+}
