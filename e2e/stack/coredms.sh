@@ -250,7 +250,8 @@ client = MongoClient(
     host="127.0.0.1", port=int(os.environ["COREDMS_MONGO_PORT"]), directConnection=True,
     username=os.environ["COREDMS_MONGO_USER"], password=os.environ["COREDMS_MONGO_PASSWORD"],
     authMechanism="PLAIN", authSource="$external", appname="mysimbdp-e2e",
-    serverSelectionTimeoutMS=3000, connectTimeoutMS=2000, socketTimeoutMS=10000,
+    serverSelectionTimeoutMS=3000, connectTimeoutMS=2000,
+    socketTimeoutMS=int(os.environ.get("COREDMS_MONGO_TIMEOUT_MS", "10000")),
 )
 try:
     if action == "ping":

@@ -291,6 +291,11 @@ async fn bench() -> ExitCode {
     );
     // The operator offboards the tenant (its finalizer), so it stops only after that.
     common::reset(&stack, &tenants, &[TENANT]).await;
+    let (staging_dir, runs_dir) = (operator.staging_dir.clone(), operator.runs_dir.clone());
     drop(operator);
+    // The staged copies of the data set; the operator's log stays beside them.
+    for dir in [staging_dir, runs_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     ExitCode::SUCCESS
 }

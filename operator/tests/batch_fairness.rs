@@ -117,4 +117,7 @@ async fn a_flood_of_files_from_one_tenant_does_not_starve_another() {
         "calm-air's file finished at {calm_finished}, after the flood's last file started at {last_flood_start}; {report}"
     );
     eprintln!("{report}");
+
+    // Offboard what the test made, so that no later operator runs its apps.
+    common::reset(&stack, &tenants, &[FLOOD, CALM]).await;
 }

@@ -140,4 +140,7 @@ async fn flights_land_exactly_and_violations_are_rejected_and_kept() {
     let line = table.lines().find(|l| l.starts_with(A)).expect("a row for tenant A");
     let all_rows = rows + data_rows(&data.join("airlines.csv")) + data_rows(&data.join("planes.csv"));
     assert!(line.contains(&all_rows.to_string()), "{line}");
+
+    // Offboard what the test made, so that no later operator runs its apps.
+    reset(&stack, &tenants, &[A, STRICT]).await;
 }

@@ -156,4 +156,7 @@ async fn crashes_of_the_app_and_the_operator_lose_and_double_nothing() {
     let same_name = ledger.files(doc! { "tenant": TENANT, "name": file }).await.unwrap();
     assert_eq!(same_name.len(), 1, "the file was not taken in a second time: {same_name:#?}");
     assert!(operator.staging_dir.join(TENANT).join("ingested").join(&recorded.id).join(file).is_file());
+
+    // Offboard what the test made, so that no later operator runs its apps.
+    common::reset(&stack, &tenants, &[TENANT]).await;
 }

@@ -128,8 +128,8 @@ async fn slow_apps_are_scaled_stalled_apps_restarted_and_nothing_is_lost_or_doub
 
     common::apply(&stack, &app_yaml("slow", "observations", "--slow-ms, '50'", "Scale"));
     common::apply(&stack, &app_yaml("stuck", "stuck", "--stall-after, '100'", "Notify"));
-    let published = 3000;
-    let mut slow_feed = publish(&bin_dir, &stack, &user, &password, "gale-weather.observations", 150, published);
+    let published = 1500;
+    let mut slow_feed = publish(&bin_dir, &stack, &user, &password, "gale-weather.observations", 100, published);
     let mut stuck_feed = publish(&bin_dir, &stack, &user, &password, "gale-weather.stuck", 50, 1500);
 
     let apps: Api<StreamIngestApp> = Api::namespaced(client.clone(), NAMESPACE);
@@ -200,5 +200,7 @@ async fn slow_apps_are_scaled_stalled_apps_restarted_and_nothing_is_lost_or_doub
     }
     let reports = store.reports(doc! { "tenant": TENANT, "app": "slow" }, 1000).await.unwrap();
     assert!(reports.iter().any(|r| r.instance.ends_with("-1")), "the second replica reports too");
-    drop(operator);
+
+    // Offboard what the test made, so that no later operator runs its apps.
+    common::reset(&stack, &tenants, &[TENANT]).await;
 }

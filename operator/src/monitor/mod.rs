@@ -205,6 +205,8 @@ async fn consume(ctx: Arc<Context>, kafka: ClientConfig, store: MonitorStore, me
         warn!(%error, "the monitor cannot subscribe to the report topics");
         return;
     }
+    let (to_store, stored) = tokio::sync::mpsc::channel(10_000);
+    tokio::spawn(store_reports(store, stored));
     let mut messages = consumer.stream();
     while let Some(message) = messages.next().await {
         let message = match message {
@@ -240,11 +242,23 @@ async fn consume(ctx: Arc<Context>, kafka: ClientConfig, store: MonitorStore, me
             total_bytes: i64::try_from(report.total_bytes).unwrap_or(i64::MAX),
             silent: report.silent,
         };
-        if let Err(error) = store.insert_report(&record).await {
-            warn!(%error, "a report is remembered but not stored");
-        }
         ctx.metrics.stream_report(&tenant, report.messages, report.bytes);
         memory.lock().unwrap_or_else(|e| e.into_inner()).add(&tenant, &report);
+        // Judgement must not wait for the store: reports are stored in batches, behind.
+        if to_store.try_send(record).is_err() {
+            warn!("the store is behind; a report is remembered but not stored");
+        }
+    }
+}
+
+/// Stores the reports it receives, in batches, until the channel closes.
+async fn store_reports(store: MonitorStore, mut reports: tokio::sync::mpsc::Receiver<ReportRecord>) {
+    let mut batch = Vec::new();
+    while reports.recv_many(&mut batch, 500).await > 0 {
+        if let Err(error) = store.insert_reports(&batch).await {
+            warn!(%error, count = batch.len(), "reports are remembered but not stored");
+        }
+        batch.clear();
     }
 }
 
@@ -343,11 +357,7 @@ async fn judge(
             cap_reason,
             replicas: status.desired_replicas,
             running_since_ms,
-            last_decision_ms: status
-                .last_decision
-                .as_ref()
-                .map(|d| ms(&d.decided_at))
-                .max(remembered.last_decided_ms),
+            last_decision_ms: status.last_decision.as_ref().map(|d| ms(&d.decided_at)).max(remembered.last_decided_ms),
             healthy_since_ms: remembered.healthy_since_ms,
         };
         let verdict = evaluate::evaluate(&view, &remembered.reports, &remembered.lags, now_ms);

@@ -6,7 +6,7 @@ use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, Document, doc},
     error::ErrorKind,
-    options::FindOptions,
+    options::{FindOptions, InsertManyOptions},
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +69,18 @@ pub struct DecisionRecord {
     pub decided_at: bson::DateTime,
 }
 
+/// Whether every write error of an insert is a duplicate key (the document is there already).
+fn only_duplicates(error: &mongodb::error::Error) -> bool {
+    match &*error.kind {
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure.write_errors.as_ref().is_some_and(|errors| errors.iter().all(|w| w.code == 11000))
+        }
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
+        _ => false,
+    }
+}
+
 /// A store call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("monitor store: cannot {operation}: {source}")]
@@ -100,14 +112,16 @@ impl MonitorStore {
         Ok(Self { reports, decisions })
     }
 
-    /// Stores a report; one already stored (same id) is left as it is.
-    pub async fn insert_report(&self, report: &ReportRecord) -> Result<(), StoreError> {
-        match self.reports.insert_one(report).await {
+    /// Stores reports; one already stored (same id) is left as it is.
+    pub async fn insert_reports(&self, reports: &[ReportRecord]) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let unordered = InsertManyOptions::builder().ordered(false).build();
+        match self.reports.insert_many(reports).with_options(unordered).await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(&*e.kind, ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) if w.code == 11000) => {
-                Ok(())
-            }
-            Err(e) => Err(wrap("store a report")(e)),
+            Err(e) if only_duplicates(&e) => Ok(()),
+            Err(e) => Err(wrap("store reports")(e)),
         }
     }
 
