@@ -13,8 +13,9 @@
 #    tells where to look next.
 #
 # The operator keeps running in the background when the demo ends, so that the platform can be
-# explored; `e2e/demo.sh stop` stops it. Everything the demo writes is under the stack's state
-# directory ($MYSIMBDP_STATE/demo).
+# explored; `e2e/demo.sh stop` stops it, `e2e/demo.sh clean` offboards the demo's tenants first.
+# Everything the demo writes is under the stack's state directory ($MYSIMBDP_STATE/demo).
+# MYSIMBDP_DEMO_SKIP_BUILD=1 uses the binaries already built (as the test suite does).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,11 +46,21 @@ stop_operator() {
     rm -f "$OPERATOR_PID"
 }
 
-if [[ ${1:-} == stop ]]; then
-    stop_operator
-    echo "demo operator stopped"
-    exit 0
-fi
+case ${1:-} in
+    stop)
+        stop_operator
+        echo "demo operator stopped"
+        exit 0
+        ;;
+    clean)
+        # shellcheck disable=SC1090
+        . "$("$STACK" env)"
+        "$MYSIMBDP_KUBE_BIN/kubectl" delete tenant acme-air nimbus-weather --ignore-not-found --timeout=180s
+        stop_operator
+        echo "demo tenants offboarded, demo operator stopped"
+        exit 0
+        ;;
+esac
 
 step "1/7 the local stack: Kubernetes (etcd, apiserver, controller-manager, scheduler, KWOK), Kafka, coredms"
 "$STACK" up
@@ -60,7 +71,7 @@ mongo() { bash -c ". '$REPO/e2e/stack/lib.sh'; . '$REPO/e2e/stack/coredms.sh'; c
     "$MYSIMBDP_COREDMS_ADMIN_USER" "$MYSIMBDP_COREDMS_ADMIN_PASSWORD" "$@"; }
 
 step "2/7 build the platform and the tenants' apps, fetch the sample data"
-cargo build --locked --workspace --bins
+[[ ${MYSIMBDP_DEMO_SKIP_BUILD:-} == 1 ]] || cargo build --locked --workspace --bins
 DATA=$("$REPO/tenant-samples/fetch-data.sh" | tail -n 1)
 info "data: $DATA"
 export PATH=$TARGET:$PATH
@@ -68,6 +79,8 @@ cli() { "$TARGET/kubectl-mysimbdp" "$@"; }
 
 step "3/7 start the operator (tenant, batch, stream and monitor controllers; local runtime)"
 stop_operator
+# A fresh staging store and run records for every demo.
+rm -rf "$DEMO/staging" "$DEMO/runs"
 mkdir -p "$DEMO"
 kubectl apply --server-side --force-conflicts -f "$REPO/crds" >/dev/null
 # A clean slate: the demo's tenants from an earlier run are offboarded first.

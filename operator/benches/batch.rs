@@ -56,7 +56,7 @@ impl Line {
 
     fn print(&self) {
         println!(
-            "  {:<44} {:>8.2} s {:>10.0} rows/s {:>8.2} MB/s",
+            "  {:<50} {:>8.2} s {:>10.0} rows/s {:>8.2} MB/s",
             self.what,
             self.seconds,
             self.rows_per_second(),
@@ -258,7 +258,7 @@ async fn bench() -> ExitCode {
     };
     let ceiling = raws.iter().map(|r| &r.1).max_by(|a, b| a.rows_per_second().total_cmp(&b.rows_per_second()));
     println!();
-    println!("  {:<44} {:>10} {:>17} {:>13}", "", "time", "rows", "bytes");
+    println!("  {:<50} {:>10} {:>17} {:>13}", "", "time", "rows", "bytes");
     encode.print();
     for (_, raw) in &raws {
         raw.print();

@@ -1,0 +1,155 @@
+//! The whole story, as a newcomer sees it with `make demo`, as assertions: the demo script runs
+//! to the end on the local stack, and then the platform's state says what it should. acme-air's
+//! fourteen good files are ingested (every flights row stored), each file that breaks its
+//! agreement is rejected with its reason and kept; nimbus-weather's observations are stored and
+//! the messages its app refused are on its dead-letter topic with their reason; both tenants and
+//! the stream app are Ready; the charts are written.
+
+use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
+
+use futures::StreamExt;
+use mongodb::bson::{Document, doc};
+use mysimbdp_e2e::{Stack, sample_data, unique, wait_for};
+use rdkafka::{
+    Message,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+
+fn demo(args: &[&str]) -> std::process::Output {
+    Command::new(Stack::repo_dir().join("e2e/demo.sh"))
+        .args(args)
+        .env("MYSIMBDP_DEMO_SKIP_BUILD", "1")
+        .output()
+        .expect("the demo script runs")
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Every message on a topic, read from the start by the admin, until none came for a while.
+async fn dead_letters(stack: &Stack, topic: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let consumer: StreamConsumer = stack
+        .kafka_admin_config()
+        .set("group.id", unique("demo-check"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut messages = consumer.stream();
+    let mut found = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(15), messages.next()).await {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|header| {
+                        (header.key.to_owned(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.push((message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(), headers));
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_demo_ingests_both_tenants_and_keeps_what_it_refuses() {
+    let stack = Stack::load();
+    let run = demo(&[]);
+    let output = text(&run);
+    assert!(run.status.success(), "the demo failed:\n{output}");
+    assert!(output.contains("Batch ingestion, per tenant and for the platform"), "{output}");
+
+    let admin = stack.coredms_admin().await;
+    let ledger = admin.database("mysimbdp").collection::<Document>("files");
+    let cursor = ledger.find(doc! { "tenant": "acme-air" }).await.unwrap();
+    let files: Vec<Document> = futures::TryStreamExt::try_collect(cursor).await.unwrap();
+    let status = |name: &str| {
+        let file =
+            files.iter().find(|f| f.get_str("name") == Ok(name)).unwrap_or_else(|| panic!("{name} in the ledger"));
+        (file.get_str("status").unwrap_or_default().to_owned(), file.get_str("reason").unwrap_or_default().to_owned())
+    };
+    let data = sample_data();
+    let mut flights_rows = 0;
+    for month in 1..=12 {
+        let name = format!("flights_2013_{month:02}.csv");
+        assert_eq!(status(&name).0, "Ingested", "{name}");
+        let text = std::fs::read_to_string(data.join(&name)).unwrap();
+        flights_rows += text.lines().count() as i64 - 1;
+    }
+    let stored: i64 = files
+        .iter()
+        .filter(|f| {
+            f.get_str("name").is_ok_and(|n| n.starts_with("flights_2013_")) && f.get_str("status") == Ok("Ingested")
+        })
+        .map(|f| f.get_i64("rowsWritten").or_else(|_| f.get_i32("rowsWritten").map(i64::from)).unwrap_or(0))
+        .sum();
+    assert_eq!(stored, flights_rows, "every flights row is stored, as the runs recorded them");
+    for name in ["airlines.csv", "planes.csv"] {
+        assert_eq!(status(name).0, "Ingested", "{name}");
+    }
+    for (name, reason) in [
+        ("flights_2099_01.csv", "allows at most 64.0 MiB per file"),
+        ("flights_2099_02.csv", "accepts `Csv`"),
+        ("flights_2099_03.csv", "lacks the required field(s)"),
+        ("flights_2099_04.csv", "not UTF-8 text"),
+        ("weather.csv", "filename pattern"),
+        ("flights_2013_13.csv", "same content as `flights_2013_01.csv`"),
+    ] {
+        let (state, why) = status(name);
+        assert_eq!(state, "Rejected", "{name}");
+        assert!(why.contains(reason), "{name}: {why}");
+    }
+    let rejected = Path::new(stack.var("MYSIMBDP_STATE")).join("demo/staging/acme-air/rejected");
+    let kept: Vec<_> = std::fs::read_dir(&rejected).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 6, "every refused file is kept in {}", rejected.display());
+    for folder in kept {
+        let names: Vec<String> = std::fs::read_dir(folder.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n.ends_with(".reason")), "a reason beside {names:?}");
+    }
+
+    let observations = admin.database("nimbus_weather").collection::<Document>("observations");
+    let weather_rows = std::fs::read_to_string(data.join("weather.csv")).unwrap().lines().count() as u64 - 1;
+    let refused = dead_letters(&stack, "nimbus-weather.mysimbdp.dead-letter").await;
+    let malformed = refused.iter().filter(|(key, _)| key.starts_with("malformed-")).count();
+    assert_eq!(malformed, 26, "every malformed message is dead-lettered: {refused:?}");
+    assert!(refused.iter().all(|(_, headers)| headers.get("mysimbdp.error").is_some_and(|e| !e.is_empty())));
+    let stored = wait_for("the observations to be counted", Duration::from_secs(180), || async {
+        observations.count_documents(doc! {}).await.ok()
+    })
+    .await;
+    let implausible = (refused.len() - malformed) as u64;
+    assert_eq!(stored + implausible, weather_rows, "each observation is stored once or refused with its reason");
+
+    let kubectl = |args: &[&str]| stack.kubectl_ok(args);
+    for tenant in ["acme-air", "nimbus-weather"] {
+        let ready =
+            kubectl(&["get", "tenant", tenant, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        assert_eq!(ready, "True", "tenant {tenant}");
+    }
+    let ready = kubectl(&[
+        "-n",
+        "tenant-nimbus-weather",
+        "get",
+        "streamingestapp",
+        "observations",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(ready, "True");
+    for chart in ["acme-air.svg", "nimbus-weather.svg"] {
+        let svg = std::fs::read_to_string(Path::new(stack.var("MYSIMBDP_STATE")).join("demo").join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<rect x="), "{chart} has bars");
+    }
+
+    let clean = demo(&["clean"]);
+    assert!(clean.status.success(), "offboarding the demo's tenants failed:\n{}", text(&clean));
+}
