@@ -46,6 +46,11 @@ bench-batch: ## Benchmark: batch ingestion rows/s and MB/s on the flights data s
 	cargo build --release --locked --workspace --bins --examples
 	source "$(ENV_FILE)" && cargo bench --locked -p mysimbdp-operator --bench batch
 
+.PHONY: bench-stream
+bench-stream: ## Benchmark: stream msgs/s against the store's raw insert_many, app + sidecar memory, breach-to-action delay (local stack)
+	cargo build --release --locked --workspace --bins --examples
+	source "$(ENV_FILE)" && cargo bench --locked -p mysimbdp-operator --bench stream
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the API types
 	cargo run --quiet --locked -p mysimbdp-api --bin crdgen -- crds
