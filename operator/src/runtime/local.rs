@@ -15,8 +15,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use mysimbdp_ingest_sdk::contract::env;
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::process::{Child, Command};
@@ -47,18 +45,7 @@ impl LocalRuntime {
     }
 
     async fn credentials(&self, spec: &RunSpec) -> Result<Vec<(String, String)>> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &spec.namespace);
-        let secret = secrets.get(&spec.credentials_secret).await.map_err(|source| RuntimeError::Kube {
-            action: "read the tenant's credentials",
-            run: spec.id.clone(),
-            source,
-        })?;
-        Ok(secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v)))
-            .collect())
+        super::secret_vars(&self.client, &spec.namespace, &spec.credentials_secret, &spec.id).await
     }
 }
 

@@ -130,6 +130,27 @@ pub trait Runtime: Send + Sync {
     async fn forget(&self, namespace: &str, id: &str) -> Result<()>;
 }
 
+/// Every key of a Secret as environment variables of a local process (`run` names it in errors).
+pub async fn secret_vars(
+    client: &kube::Client,
+    namespace: &str,
+    secret: &str,
+    run: &str,
+) -> Result<Vec<(String, String)>> {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get(secret).await.map_err(|source| RuntimeError::Kube {
+        action: "read the tenant's credentials",
+        run: run.to_owned(),
+        source,
+    })?;
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v)))
+        .collect())
+}
+
 /// Parses the result document an app wrote; `None` when it wrote none or garbage.
 pub fn parse_result(text: &str) -> Option<RunResult> {
     let trimmed = text.trim();
