@@ -44,7 +44,7 @@ fn valid_samples_parse_and_pass_the_schema_rules() {
         }
     }
     assert!(
-        tenants >= 2 && batch >= 2 && stream >= 2,
+        tenants >= 2 && batch >= 2 && stream >= 1,
         "samples: {tenants} tenants, {batch} batch, {stream} stream apps"
     );
 }
