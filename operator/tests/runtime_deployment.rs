@@ -5,57 +5,26 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Namespace, Secret, ServiceAccount},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
 };
 use mysimbdp_api::StreamIngestApp;
-use mysimbdp_e2e::{Stack, unique, wait_for};
+use mysimbdp_e2e::{Stack, wait_for};
 use mysimbdp_operator::runtime::{
     deployment::{DeploymentRuntime, RESTART_ANNOTATION},
     replicas::{ReplicaRuntime, ReplicasSpec},
 };
 
-fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).expect("fixture")
-}
+mod common;
 
 #[tokio::test]
 async fn replicas_are_a_restricted_deployment_that_scales_on_fake_nodes() {
     let stack = Stack::load();
     let client = stack.kube_client().await;
-    stack.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        Stack::repo_dir().join("crds").to_str().unwrap(),
-    ]);
-    let ns = unique("rs");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &object(serde_json::json!({
-                "metadata": { "name": ns, "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest" } }
-            })),
-        )
-        .await
-        .unwrap();
-    let secret: Secret = object(serde_json::json!({
-        "metadata": { "name": "mysimbdp-credentials" },
-        "stringData": { "MYSIMBDP_KAFKA_USERNAME": "tenant-t", "MYSIMBDP_KAFKA_PASSWORD": "p" }
-    }));
-    Api::<Secret>::namespaced(client.clone(), &ns).create(&PostParams::default(), &secret).await.unwrap();
-    let sa: ServiceAccount =
-        object(serde_json::json!({ "metadata": { "name": "mysimbdp-app" }, "automountServiceAccountToken": false }));
-    Api::<ServiceAccount>::namespaced(client.clone(), &ns).create(&PostParams::default(), &sa).await.unwrap();
+    let credentials = serde_json::json!({ "MYSIMBDP_KAFKA_USERNAME": "tenant-t", "MYSIMBDP_KAFKA_PASSWORD": "p" });
+    let ns = common::tenant_namespace(&stack, &client, "rs", credentials).await;
     let app: StreamIngestApp = serde_yaml::from_str(&format!(
         "apiVersion: mysimbdp.io/v1alpha1\nkind: StreamIngestApp\nmetadata: {{name: observations, namespace: {ns}}}\nspec:\n  container: {{image: registry.example.com/nimbus/weather:1, command: [nimbus-weather-ingest], resources: {{cpu: 250m, memory: 64Mi}}}}\n  topics: [observations]\n  consumerGroup: weather-ingest\n  target: {{collection: observations}}\n  replicas: {{min: 1, max: 3}}\n"
     ))
@@ -121,5 +90,5 @@ async fn replicas_are_a_restricted_deployment_that_scales_on_fake_nodes() {
     spec.replicas = 0;
     runtime.apply(&spec).await.unwrap();
     ready(0).await;
-    namespaces.delete(&ns, &DeleteParams::background()).await.unwrap();
+    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await.unwrap();
 }

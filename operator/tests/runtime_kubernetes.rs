@@ -5,10 +5,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::api::{
-    batch::v1::Job,
-    core::v1::{Namespace, Secret, ServiceAccount},
-};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Namespace};
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
@@ -18,42 +15,14 @@ use mysimbdp_e2e::{Stack, unique, wait_for};
 use mysimbdp_ingest_sdk::contract::{FileResult, RunResult};
 use mysimbdp_operator::runtime::{RunSpec, RunState, Runtime, kubernetes::KubernetesRuntime};
 
-fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).expect("fixture")
-}
+mod common;
 
 #[tokio::test]
 async fn a_run_is_a_restricted_job_that_completes_on_a_fake_node() {
     let stack = Stack::load();
     let client = stack.kube_client().await;
-    stack.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        Stack::repo_dir().join("crds").to_str().unwrap(),
-    ]);
-    let ns = unique("rt");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &object(serde_json::json!({
-                "metadata": { "name": ns, "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest" } }
-            })),
-        )
-        .await
-        .unwrap();
-    let secret: Secret = object(serde_json::json!({
-        "metadata": { "name": "mysimbdp-credentials" },
-        "stringData": { "MYSIMBDP_COREDMS_USERNAME": "t", "MYSIMBDP_COREDMS_PASSWORD": "p" }
-    }));
-    Api::<Secret>::namespaced(client.clone(), &ns).create(&PostParams::default(), &secret).await.unwrap();
-    let sa: ServiceAccount =
-        object(serde_json::json!({ "metadata": { "name": "mysimbdp-app" }, "automountServiceAccountToken": false }));
-    Api::<ServiceAccount>::namespaced(client.clone(), &ns).create(&PostParams::default(), &sa).await.unwrap();
+    let credentials = serde_json::json!({ "MYSIMBDP_COREDMS_USERNAME": "t", "MYSIMBDP_COREDMS_PASSWORD": "p" });
+    let ns = common::tenant_namespace(&stack, &client, "rt", credentials).await;
     let app: BatchIngestApp = serde_yaml::from_str(&format!(
         "apiVersion: mysimbdp.io/v1alpha1\nkind: BatchIngestApp\nmetadata: {{name: flights, namespace: {ns}}}\nspec:\n  container: {{image: registry.example.com/acme/flights:1, command: [acme-flights-ingest], args: [--kind, flights], resources: {{cpu: 250m, memory: 64Mi}}, env: [{{name: RUST_LOG, value: info}}]}}\n  files: {{pattern: 'flights_*.csv'}}\n  target: {{collection: flights}}\n"
     ))
@@ -129,5 +98,5 @@ async fn a_run_is_a_restricted_job_that_completes_on_a_fake_node() {
     assert_eq!(finished.result, Some(result), "the result comes back from the termination message");
     assert_eq!(runtime.state(&ns, "never-started").await.unwrap(), RunState::Unknown);
 
-    namespaces.delete(&ns, &DeleteParams::background()).await.unwrap();
+    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::background()).await.unwrap();
 }

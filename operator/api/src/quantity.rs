@@ -14,6 +14,55 @@ const QUANTITY_RULE: &str = "must be a quantity greater than zero, such as 50Mi,
 /// What a [`PositiveDuration`] must be, in the words of both the parser and the schema rule.
 const DURATION_RULE: &str = "must be a duration greater than zero, such as 250ms, 30s, 5m or 1h30m";
 
+/// The conversions, formatting and schema of a newtype that keeps its text as written in a
+/// `text` field and parses it with `FromStr`; the schema carries the parser's rule as CEL.
+macro_rules! text_newtype {
+    ($name:ident, $rule:expr, $message:expr) => {
+        impl TryFrom<String> for $name {
+            type Error = QuantityError;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.text
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.text)
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({
+                    "type": "string",
+                    "maxLength": 32,
+                    "x-kubernetes-validations": [{ "rule": $rule, "message": $message }],
+                })
+            }
+        }
+    };
+}
+
 /// A Kubernetes quantity that must be greater than zero: a number with an optional suffix,
 /// binary (`Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`), decimal (`m`, `k`, `M`, `G`, `T`, `P`, `E`) or a
 /// decimal exponent (`1e6`). Used for byte sizes, byte rates, CPU and memory.
@@ -103,51 +152,7 @@ fn parse_quantity(text: &str) -> Option<f64> {
     Some(number * multiplier)
 }
 
-impl TryFrom<String> for PositiveQuantity {
-    type Error = QuantityError;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        text.parse()
-    }
-}
-
-impl From<PositiveQuantity> for String {
-    fn from(q: PositiveQuantity) -> Self {
-        q.text
-    }
-}
-
-impl fmt::Display for PositiveQuantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl fmt::Debug for PositiveQuantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.text)
-    }
-}
-
-impl JsonSchema for PositiveQuantity {
-    fn schema_name() -> Cow<'static, str> {
-        "PositiveQuantity".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "maxLength": 32,
-            "x-kubernetes-validations": [{
-                "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
-                "message": QUANTITY_RULE,
-            }],
-        })
-    }
-}
+text_newtype!(PositiveQuantity, "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))", QUANTITY_RULE);
 
 /// A duration greater than zero in Go's notation (`250ms`, `30s`, `5m`, `1h30m`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,51 +187,11 @@ impl FromStr for PositiveDuration {
     }
 }
 
-impl TryFrom<String> for PositiveDuration {
-    type Error = QuantityError;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        text.parse()
-    }
-}
-
-impl From<PositiveDuration> for String {
-    fn from(d: PositiveDuration) -> Self {
-        d.text
-    }
-}
-
-impl fmt::Display for PositiveDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl fmt::Debug for PositiveDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.text)
-    }
-}
-
-impl JsonSchema for PositiveDuration {
-    fn schema_name() -> Cow<'static, str> {
-        "PositiveDuration".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "maxLength": 32,
-            "x-kubernetes-validations": [{
-                "rule": "self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",
-                "message": DURATION_RULE,
-            }],
-        })
-    }
-}
+text_newtype!(
+    PositiveDuration,
+    "self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",
+    DURATION_RULE
+);
 
 #[cfg(test)]
 mod tests {

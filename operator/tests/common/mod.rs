@@ -5,7 +5,8 @@
 
 use std::{path::Path, time::Duration};
 
-use kube::Api;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::{Api, api::PostParams};
 use mongodb::bson::{Document, doc};
 use mysimbdp_api::Tenant;
 use mysimbdp_e2e::{Stack, wait_for};
@@ -31,6 +32,39 @@ pub fn apply(stack: &Stack, yaml: &str) {
 pub fn install_crds(stack: &Stack) {
     let crds = Stack::repo_dir().join("crds");
     stack.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().expect("UTF-8 path")]);
+}
+
+/// A namespace made the way the tenant controller makes one, for tests that drive a runtime
+/// directly: the restricted Pod Security profile, the tenant's credentials Secret holding
+/// `credentials`, and the apps' ServiceAccount without a token. Installs the CRDs first.
+pub async fn tenant_namespace(
+    stack: &Stack,
+    client: &kube::Client,
+    prefix: &str,
+    credentials: serde_json::Value,
+) -> String {
+    install_crds(stack);
+    let ns = mysimbdp_e2e::unique(prefix);
+    let create = PostParams::default();
+    let namespace = object(serde_json::json!({
+        "metadata": { "name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest" } }
+    }));
+    Api::<Namespace>::all(client.clone()).create(&create, &namespace).await.expect("namespace");
+    let secret: Secret = object(serde_json::json!({
+        "metadata": { "name": "mysimbdp-credentials" }, "stringData": credentials
+    }));
+    Api::<Secret>::namespaced(client.clone(), &ns).create(&create, &secret).await.expect("credentials Secret");
+    let sa: ServiceAccount =
+        object(serde_json::json!({ "metadata": { "name": "mysimbdp-app" }, "automountServiceAccountToken": false }));
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns).create(&create, &sa).await.expect("ServiceAccount");
+    ns
+}
+
+/// A Kubernetes object from its JSON.
+pub fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("fixture")
 }
 
 /// Waits until a tenant is Ready.
