@@ -47,7 +47,8 @@ async fn a_killed_app_and_a_restarted_broker_lose_and_double_nothing() {
     let tenant = Tenant::create("it-nimbus-restart", 3).await;
     let (per_station, every) = (1500u64, 300u64);
     let expected = Expected::of(&STATION_STARTS.map(|s| (s, per_station)));
-    // Three publishers at a steady pace, so that the app is mid-run at every step below.
+    // Three publishers at a steady pace for a minute, so that the app is mid-run at every step
+    // below, the rebalance after the kill included.
     let mut publishers: Vec<_> = STATION_STARTS
         .iter()
         .map(|start| {
@@ -57,7 +58,7 @@ async fn a_killed_app_and_a_restarted_broker_lose_and_double_nothing() {
                 "--limit",
                 &per_station.to_string(),
                 "--rate",
-                "50",
+                "25",
                 "--malformed-every",
                 &every.to_string(),
             ])

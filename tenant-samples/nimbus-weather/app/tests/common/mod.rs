@@ -50,8 +50,10 @@ pub struct Tenant {
 
 impl Tenant {
     /// Creates the tenant's topics (observations with `partitions` partitions) and names its
-    /// database.
+    /// database. The sidecar is built first, so that no build runs while a test's publishers
+    /// are on the clock.
     pub async fn create(name: &str, partitions: i32) -> Self {
+        tokio::task::block_in_place(sidecar_binary);
         let stack = Stack::load();
         let name = unique(name);
         let prefix = format!("{name}.");
@@ -415,7 +417,9 @@ fn start_app(tenant: &Tenant, name: &str, env: &[(String, String)], args: &[&str
 }
 
 /// The `mysimbdp-sidecar` binary of this build, built when needed: it belongs to another
-/// package of the workspace, which `cargo test -p nimbus-weather` alone does not build.
+/// package of the workspace, which `cargo test -p nimbus-weather` alone does not build. It is
+/// built with the workspace's features, as `cargo build --workspace` builds it, so that after
+/// such a build there is nothing to do.
 pub fn sidecar_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
@@ -426,7 +430,7 @@ pub fn sidecar_binary() -> PathBuf {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
             let mut build = Command::new(cargo);
             build
-                .args(["build", "--quiet", "-p", "mysimbdp-sidecar", "--bin", "mysimbdp-sidecar"])
+                .args(["build", "--quiet", "--workspace", "--bin", "mysimbdp-sidecar"])
                 .env("CARGO_TARGET_DIR", target_dir)
                 .current_dir(env!("CARGO_MANIFEST_DIR"));
             if profile_dir.file_name().is_some_and(|n| n == "release") {
