@@ -2,7 +2,7 @@
 //! ceiling, on the whole flights data set, on the running local stack. Not a test: it asserts
 //! nothing about time, and `cargo test` never runs it.
 //!
-//! 1. The app's CPU work without the store: the sample app's `raw_insert` example reads,
+//! 1. The app's CPU work without the store: the sample app's `flights_raw_insert` example reads,
 //!    wrangles and encodes every file on one thread (MB/s per core).
 //! 2. The store's ceiling: the same example inserts the same documents, built in memory first,
 //!    with plain unordered `insert_many` calls into a fresh collection of the tenant's database,
@@ -65,7 +65,7 @@ impl Line {
     }
 }
 
-/// What the `raw_insert` example printed with `--json`.
+/// What the `flights_raw_insert` example printed with `--json`.
 #[derive(serde::Deserialize)]
 struct RawFigures {
     rows: u64,
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     code
 }
 
-/// Runs the `raw_insert` example with `args` and `env`; its figures.
+/// Runs the `flights_raw_insert` example with `args` and `env`; its figures.
 fn raw_insert(example: &Path, args: &[String], env: &[(String, String)]) -> RawFigures {
     let output = Command::new(example)
         .args(args)
@@ -149,7 +149,7 @@ fn seconds_between(from: DateTime, to: DateTime) -> f64 {
 
 async fn bench() -> ExitCode {
     let own_binary = PathBuf::from(env!("CARGO_BIN_EXE_mysimbdp-operator"));
-    let example = own_binary.parent().expect("the binary is in a folder").join("examples").join("raw_insert");
+    let example = own_binary.parent().expect("the binary is in a folder").join("examples").join("flights_raw_insert");
     // Another build of the operator (and the app beside it) may be measured instead, e.g. to
     // compare a change with the build before it.
     let operator_binary = std::env::var_os("BENCH_OPERATOR").map_or(own_binary.clone(), PathBuf::from);

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! MYSIMBDP_COREDMS_{URL,USERNAME,PASSWORD,DATABASE,AUTH_MECHANISM,AUTH_SOURCE}=... \
-//!   cargo run --release -p nimbus-weather --example raw_insert -- --collection raw weather.csv
+//!   cargo run --release -p nimbus-weather --example weather_raw_insert -- --collection raw weather.csv
 //! ```
 
 use std::{path::PathBuf, time::Instant};

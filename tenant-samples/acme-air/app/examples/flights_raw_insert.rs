@@ -7,9 +7,9 @@
 //!
 //! ```text
 //! MYSIMBDP_COREDMS_{URL,USERNAME,PASSWORD,DATABASE,AUTH_MECHANISM,AUTH_SOURCE}=... \
-//!   cargo run --release -p acme-flights-ingest --example raw_insert -- \
+//!   cargo run --release -p acme-flights-ingest --example flights_raw_insert -- \
 //!   --collection raw --batch-size 1000 --in-flight 1 flights_2013_01.csv ...
-//! cargo run --release -p acme-flights-ingest --example raw_insert -- --encode-only flights_2013_*.csv
+//! cargo run --release -p acme-flights-ingest --example flights_raw_insert -- --encode-only flights_2013_*.csv
 //! ```
 //!
 //! With `--json` the figures are printed as one JSON object (`mode`, `rows`, `bytes`,
