@@ -171,9 +171,7 @@ async fn bench() -> ExitCode {
     let database = admin.database(&names.database);
     let stored = database.collection::<Document>("observations").count_documents(doc! {}).await.expect("count");
     let store = MonitorStore::open(&admin.database("mysimbdp")).await.expect("monitor store");
-    let reports = store.reports(doc! { "tenant": TENANT, "app": "observations" }, 100_000).await.expect("reports");
-    let bytes: i64 = reports.iter().map(|r| r.bytes).sum();
-    let bytes_per_message = bytes as f64 / reports.iter().map(|r| r.messages).sum::<i64>().max(1) as f64;
+    let bytes_per_message = summary["goodBytes"].as_f64().unwrap_or_default() / total.max(1) as f64;
 
     // 3. Memory of the replica, read while it still runs.
     let replica = operator.runs_dir.join("stream").join(NAMESPACE).join("observations").join("0");

@@ -22,7 +22,7 @@ pub struct BatchPolicy {
 
 impl Default for BatchPolicy {
     fn default() -> Self {
-        Self { max_messages: 1000, linger: Duration::from_millis(5), max_delay: Duration::from_millis(100) }
+        Self { max_messages: 2000, linger: Duration::from_millis(5), max_delay: Duration::from_millis(100) }
     }
 }
 

@@ -98,7 +98,7 @@ impl Default for StreamOptions {
     fn default() -> Self {
         Self {
             batch: BatchPolicy::default(),
-            writer: WriterOptions { batch_size: 500, in_flight: 2 },
+            writer: WriterOptions { batch_size: 500, in_flight: 4 },
             write_timeout: Duration::from_secs(60),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),

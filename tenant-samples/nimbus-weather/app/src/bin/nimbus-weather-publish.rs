@@ -136,6 +136,7 @@ async fn main() -> ExitCode {
 
     let started = Instant::now();
     let (mut good, mut malformed, mut failed, mut skipped_bad) = (0u64, 0u64, 0u64, 0u64);
+    let mut good_bytes = 0u64;
     let mut deliveries = FuturesUnordered::new();
     let mut rows = records.skip(usize::try_from(args.skip).unwrap_or(usize::MAX));
     let limit = args.limit.unwrap_or(u64::MAX);
@@ -172,7 +173,10 @@ async fn main() -> ExitCode {
                     malformed += 1;
                     info!(key, ?kind, "sending a malformed message on purpose");
                 }
-                None => good += 1,
+                None => {
+                    good += 1;
+                    good_bytes += value.len() as u64;
+                }
             }
             if args.verbose {
                 println!("{key} {}", String::from_utf8_lossy(&value));
@@ -198,6 +202,7 @@ async fn main() -> ExitCode {
     let summary = serde_json::json!({
         "topic": topic,
         "good": good,
+        "goodBytes": good_bytes,
         "malformed": malformed,
         "failed": failed,
         "skippedRows": skipped_bad,
