@@ -12,10 +12,13 @@
 //! runner consumes the app's topics, stores documents through the same writer, dead-letters what
 //! cannot be ingested, commits offsets only after storing, and reports measurements to the
 //! platform's metrics sidecar.
+//!
+//! [`logging`] sets up logs the way the platform's containers write them.
 
 pub mod batch;
 pub mod config;
 pub mod contract;
+pub mod logging;
 pub mod read;
 pub mod stream;
 pub mod write;

@@ -74,19 +74,7 @@ struct RawFigures {
 }
 
 fn main() -> ExitCode {
-    // `cargo bench` passes --bench; anything else (e.g. `cargo test --benches`) is not a
-    // benchmark run.
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("the batch benchmark runs only under `cargo bench` (make bench-batch); skipped");
-        return ExitCode::SUCCESS;
-    }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a Tokio runtime");
-    let code = runtime.block_on(bench());
-    // The coredms clients' background tasks outlive the benchmark; the process ends here, so
-    // the runtime is not torn down under them.
-    std::mem::forget(runtime);
-    code
+    common::bench_main("batch", "make bench-batch", bench())
 }
 
 /// Runs the `flights_raw_insert` example with `args` and `env`; its figures.

@@ -91,15 +91,7 @@ fn recorded_pid(path: &Path) -> Option<i32> {
 }
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("the stream benchmark runs only under `cargo bench` (make bench-stream); skipped");
-        return ExitCode::SUCCESS;
-    }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a Tokio runtime");
-    let code = runtime.block_on(bench());
-    std::mem::forget(runtime);
-    code
+    common::bench_main("stream", "make bench-stream", bench())
 }
 
 async fn bench() -> ExitCode {

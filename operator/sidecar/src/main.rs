@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser;
 use mysimbdp_ingest_sdk::stream::shutdown_signal;
@@ -14,14 +14,7 @@ use mysimbdp_sidecar::{Args, run};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    mysimbdp_ingest_sdk::logging::init();
     match run(args, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

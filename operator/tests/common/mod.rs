@@ -159,3 +159,23 @@ pub fn csv_parts(path: &Path, rows: usize, parts: usize) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// The `main` of a benchmark: runs `bench` on a two-thread runtime under `cargo bench` (which
+/// passes `--bench`); any other run (e.g. `cargo test --benches`) is not a benchmark run and
+/// only says so.
+pub fn bench_main<F>(name: &str, make_target: &str, bench: F) -> std::process::ExitCode
+where
+    F: Future<Output = std::process::ExitCode>,
+{
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("the {name} benchmark runs only under `cargo bench` ({make_target}); skipped");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a Tokio runtime");
+    let code = runtime.block_on(bench);
+    // The coredms clients' background tasks outlive the benchmark; the process ends here, so
+    // the runtime is not torn down under them.
+    std::mem::forget(runtime);
+    code
+}

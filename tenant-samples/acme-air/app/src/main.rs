@@ -5,7 +5,7 @@
 //! acme-flights-ingest --kind flights|planes|airlines
 //! ```
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
 use acme_flights_ingest::{Kind, Wrangler, load_airline_names};
 use clap::Parser;
@@ -35,15 +35,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Pod logs are files: colour codes only on a terminal.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    mysimbdp_ingest_sdk::logging::init();
     let args = match Args::try_parse() {
         Ok(args) => Ok(args),
         // --help and --version.

@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 
 use mysimbdp_ingest_sdk::batch;
-use nimbus_weather::{init_logging, station};
+use nimbus_weather::station;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
+    mysimbdp_ingest_sdk::logging::init();
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!(
             "nimbus-stations-ingest: ingests Nimbus Weather's station files (JSON lines with {}) into coredms.\n\

@@ -15,7 +15,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use mysimbdp_ingest_sdk::stream::Stream;
-use nimbus_weather::{init_logging, observation};
+use nimbus_weather::observation;
 use tracing::{error, warn};
 
 /// Ingests Nimbus Weather's hourly observations from Kafka into coredms.
@@ -33,7 +33,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
+    mysimbdp_ingest_sdk::logging::init();
     let args = Args::parse();
     let stream = match Stream::from_env().await {
         Ok(stream) => stream,

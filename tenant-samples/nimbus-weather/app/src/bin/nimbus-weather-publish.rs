@@ -24,7 +24,7 @@ use mysimbdp_ingest_sdk::{
     rdkafka::producer::{FutureProducer, FutureRecord},
     read::{ReadError, Records},
 };
-use nimbus_weather::{feed, init_logging};
+use nimbus_weather::feed;
 use tracing::{info, warn};
 
 /// Publishes weather.csv rows as JSON observations to the tenant's Kafka topic.
@@ -78,7 +78,7 @@ const IN_FLIGHT: usize = 10_000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_logging();
+    mysimbdp_ingest_sdk::logging::init();
     let args = Args::parse();
     let topic = match (&args.topic, &args.kafka_prefix) {
         (Some(topic), _) => topic.clone(),
