@@ -15,6 +15,14 @@ _DEPS_APT=(
   "openssl:/usr/bin/openssl"
   "iproute2:/usr/bin/ss"
   "curl:/usr/bin/curl"
+  # The real node (node.sh): the OCI runtime, the CNI plugins, the forwarder that gives pods
+  # the loopback-only servers, a static busybox for the toolbox image and ldd for app images.
+  "runc:/usr/sbin/runc"
+  "containernetworking-plugins:/usr/lib/cni/bridge"
+  "socat:/usr/bin/socat"
+  "busybox-static:/bin/busybox"
+  "libc-bin:/usr/bin/ldd"
+  "binutils:/usr/bin/objcopy"
 )
 
 # apt_install PKG...: installs missing Debian packages, refreshing the package lists once when
@@ -48,4 +56,5 @@ ensure_deps() {
   _deps_need_tool java "to run Kafka (a JDK 17 or newer)"
   _deps_need_tool mvn "to fetch Kafka's jars from Maven Central"
   _deps_need_tool cargo "to build the operator (install Rust with rustup)"
+  _deps_need_tool python3 "to write the node's OCI images (e2e/stack/images/oci-image.py)"
 }

@@ -114,6 +114,16 @@ _kafka_write_config() {
   local st=$1 admin_pw=$2 ctl_pw=$3
   local client=127.0.0.1:$MYSIMBDP_KAFKA_PORT controller=127.0.0.1:$MYSIMBDP_KAFKA_CONTROLLER_PORT
   local internal=127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT
+  # PODS: the real node's pods (node.sh) reach the broker at the node's bridge address, which
+  # it advertises to them; SCRAM-SHA-512 like CLIENT. There once the bridge is (stack.sh makes
+  # it before Kafka starts, and restarts a broker that began without it).
+  local pods= pods_map= pods_sasl=
+  if ip -4 -o addr show 2>/dev/null | grep -F " $MYSIMBDP_NODE_IP/" >/dev/null; then
+    pods=",PODS://$MYSIMBDP_NODE_IP:$MYSIMBDP_KAFKA_POD_PORT"
+    pods_map=",PODS:SASL_PLAINTEXT"
+    pods_sasl="listener.name.pods.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.pods.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  fi
   (
     umask 077
     cat >"$st/server.properties.new" <<EOF
@@ -123,9 +133,9 @@ node.id=1
 controller.quorum.voters=1@$controller
 log.dirs=$st/data
 
-listeners=CLIENT://$client,CONTROLLER://$controller,INTERNAL://$internal
-advertised.listeners=CLIENT://$client,INTERNAL://$internal
-listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT
+listeners=CLIENT://$client,CONTROLLER://$controller,INTERNAL://$internal$pods
+advertised.listeners=CLIENT://$client,INTERNAL://$internal$pods
+listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT$pods_map
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=INTERNAL
 
@@ -138,6 +148,7 @@ listener.name.internal.plain.sasl.jaas.config=org.apache.kafka.common.security.p
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$ctl_pw" user_$KAFKA_CONTROLLER_USER="$ctl_pw";
+$pods_sasl
 
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false

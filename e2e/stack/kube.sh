@@ -31,7 +31,10 @@ _kube_vars() {
   KUBE_NODE_COUNT=${MYSIMBDP_KWOK_NODE_COUNT:-2}
   KUBE_STAGES_FILE=$STACK_DIR/kwok-stages.yaml
   KUBE_ETCD_DIR=$MYSIMBDP_CACHE/etcd-$ETCD_VERSION
-  KUBE_K8S_DIR=$MYSIMBDP_CACHE/kubernetes-$K8S_VERSION
+  # The build's revision is part of its cache key: revision 2 added the kubelet, so a cache
+  # of the same release without it is built anew beside it.
+  KUBE_K8S_BUILD=$K8S_VERSION-r2
+  KUBE_K8S_DIR=$MYSIMBDP_CACHE/kubernetes-$KUBE_K8S_BUILD
   KUBE_KWOK_DIR=$MYSIMBDP_CACHE/kwok-$KWOK_VERSION
   KUBE_HELM_DIR=$MYSIMBDP_CACHE/helm-$HELM_VERSION
 }
@@ -146,13 +149,16 @@ _kube_build_kubernetes() {
     ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
   done
   mkdir -p "$out/bin"
-  # One invocation for the four binaries so the packages they share are compiled once. The
-  # tags are those of kubernetes' own release builds.
+  # One invocation for the five binaries so the packages they share are compiled once (the
+  # kubelet adds minutes, not another build). The tags are those of kubernetes' own release
+  # builds.
   (cd "$src" && _kube_go build -trimpath -tags selinux,notest,grpcnotrace \
     -ldflags "$ldflags" -o "$out/bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) || return 1
-  "$out/bin/kube-apiserver" --version && "$out/bin/kubectl" version --client
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet) || return 1
+  "$out/bin/kube-apiserver" --version && "$out/bin/kubectl" version --client &&
+    "$out/bin/kubelet" --version
 }
 
 _kube_build_kwok() {
@@ -197,7 +203,7 @@ kube_build() {
   _kube_vars
   command -v go >/dev/null || die "go is not installed; the control plane is built from Go modules"
   cached_build etcd "$ETCD_VERSION" _kube_build_etcd >/dev/null || return 1
-  cached_build kubernetes "$K8S_VERSION" _kube_build_kubernetes >/dev/null || return 1
+  cached_build kubernetes "$KUBE_K8S_BUILD" _kube_build_kubernetes >/dev/null || return 1
   cached_build kwok "$KWOK_VERSION" _kube_build_kwok >/dev/null || return 1
   cached_build helm "$HELM_VERSION" _kube_build_helm >/dev/null || return 1
 }
@@ -265,8 +271,14 @@ _kube_pki() {
       rm -f ./*.crt ./*.key ./*.pub
     fi
     _kube_ca ca mysimbdp-local-ca || exit 1
+    # Pods reach the API server at the real node's address (node.sh): a certificate made
+    # before it named that address is made anew (the API server reloads it from disk).
+    if [ -f apiserver.crt ] &&
+      ! openssl x509 -noout -ext subjectAltName -in apiserver.crt | grep -F "IP Address:$MYSIMBDP_NODE_IP" >/dev/null; then
+      rm -f apiserver.crt apiserver.key
+    fi
     _kube_cert ca apiserver "/CN=kube-apiserver" serverAuth \
-      "IP:127.0.0.1, IP:$service_ip, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" ||
+      "IP:127.0.0.1, IP:$service_ip, IP:$MYSIMBDP_NODE_IP, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local" ||
       exit 1
     _kube_cert ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth || exit 1
     _kube_cert ca admin "/O=system:masters/CN=mysimbdp-admin" clientAuth || exit 1

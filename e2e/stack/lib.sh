@@ -29,6 +29,17 @@ MYSIMBDP_KAFKA_INTERNAL_PORT=${MYSIMBDP_KAFKA_INTERNAL_PORT:-19094}
 MYSIMBDP_POSTGRES_PORT=${MYSIMBDP_POSTGRES_PORT:-15432}
 MYSIMBDP_COREDMS_PORT=${MYSIMBDP_COREDMS_PORT:-27018}
 
+# The real node (node.sh): a bridge whose host address is the node's IP, where pods reach the
+# API server, Kafka and coredms (on their ports above; Kafka on a listener of its own, as it
+# advertises addresses). A private range of this machine's own: nothing forwards it anywhere.
+MYSIMBDP_NODE_CIDR=${MYSIMBDP_NODE_CIDR:-10.244.250.0/24}
+MYSIMBDP_NODE_IP=${MYSIMBDP_NODE_IP:-${MYSIMBDP_NODE_CIDR%.*}.1}
+MYSIMBDP_NODE_BRIDGE=${MYSIMBDP_NODE_BRIDGE:-mysimbdp0}
+MYSIMBDP_NODE_NAME=${MYSIMBDP_NODE_NAME:-mysimbdp-node}
+MYSIMBDP_KUBELET_PORT=${MYSIMBDP_KUBELET_PORT:-10250}
+MYSIMBDP_KUBELET_HEALTHZ_PORT=${MYSIMBDP_KUBELET_HEALTHZ_PORT:-16448}
+MYSIMBDP_KAFKA_POD_PORT=${MYSIMBDP_KAFKA_POD_PORT:-19099}
+
 mkdir -p "$MYSIMBDP_CACHE" "$RUN_DIR" "$LOG_DIR"
 
 log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

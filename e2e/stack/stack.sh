@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local platform stack: a Kubernetes control plane with fake nodes, Kafka and coredms
-# (FerretDB on PostgreSQL), built from package registries and run on 127.0.0.1.
+# The local platform stack: a Kubernetes control plane with fake nodes and one real node
+# (kubelet, containerd, runc), Kafka and coredms (FerretDB on PostgreSQL), built from package
+# registries and run on 127.0.0.1 and on the real node's bridge address.
 #
 #   stack.sh up       build what is missing, start what is stopped, wait until healthy,
 #                     write the env file and print the status table
@@ -18,6 +19,7 @@ set -euo pipefail
 . "$STACK_DIR/kube.sh"
 . "$STACK_DIR/kafka.sh"
 . "$STACK_DIR/coredms.sh"
+. "$STACK_DIR/node.sh"
 
 write_env() {
   local tmp=$ENV_FILE.tmp
@@ -29,6 +31,7 @@ write_env() {
     kube_env
     kafka_env
     coredms_env
+    node_env
   } >"$tmp"
   chmod 600 "$tmp"
   mv "$tmp" "$ENV_FILE"
@@ -39,6 +42,7 @@ status() {
   kube_status
   kafka_status
   coredms_status
+  node_status
 }
 
 up() {
@@ -48,18 +52,29 @@ up() {
   kafka_build >/dev/null &
   local kafka_build_pid=$!
   kube_build >/dev/null
+  node_build >/dev/null
   coredms_build >/dev/null
   wait "$kafka_build_pid" || die "building Kafka failed (see above)"
   log "built or found every part in $((SECONDS - start))s"
   kube_up
+  # Kafka's listener for pods binds to the node's bridge address: the bridge comes first, and
+  # a broker started before it existed is restarted to take that listener.
+  node_network_up
+  if proc_alive kafka && ! node_listens "$MYSIMBDP_KAFKA_POD_PORT"; then
+    log "kafka has no listener for pods on $MYSIMBDP_NODE_IP yet; restarting it"
+    kafka_down
+  fi
   kafka_up
   coredms_up
+  node_up
   write_env
   status
   log "stack is up ($((SECONDS - start))s); use it with: . $ENV_FILE"
 }
 
 down() {
+  # The node first: its pods are drained through the API server.
+  node_down
   coredms_down
   kafka_down
   kube_down
@@ -67,6 +82,7 @@ down() {
 }
 
 wipe() {
+  node_down_wipe
   down
   log "deleting $MYSIMBDP_STATE"
   rm -rf "$MYSIMBDP_STATE"
@@ -82,7 +98,7 @@ case "${1:-}" in
     ;;
   env) printf '%s\n' "$ENV_FILE" ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
