@@ -292,6 +292,11 @@ impl OperatorProcess {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -359,4 +364,20 @@ pub fn stage(staging_dir: &Path, tenant: &str, name: &str, content: &[u8]) {
     let partial = incoming.join(format!("{name}.part"));
     std::fs::write(&partial, content).expect("write the staged file");
     std::fs::rename(&partial, incoming.join(name)).expect("rename the staged file");
+}
+
+/// The fields of a pod spec that place it on the stack's real node (kubelet, containerd, runc)
+/// instead of a KWOK node: the node's label as `nodeSelector` and a toleration of its taint
+/// (`MYSIMBDP_NODE_SELECTOR`, `MYSIMBDP_NODE_TAINT`), to merge into a pod spec.
+pub fn real_node_placement(stack: &Stack) -> serde_json::Value {
+    let (label, value) =
+        stack.var("MYSIMBDP_NODE_SELECTOR").split_once('=').expect("MYSIMBDP_NODE_SELECTOR is key=value");
+    let taint = stack.var("MYSIMBDP_NODE_TAINT");
+    let tolerations: Vec<serde_json::Value> = taint
+        .split_once('=')
+        .and_then(|(key, rest)| rest.split_once(':').map(|(value, effect)| (key, value, effect)))
+        .map(|(key, value, effect)| serde_json::json!({ "key": key, "operator": "Equal", "value": value, "effect": effect }))
+        .into_iter()
+        .collect();
+    serde_json::json!({ "nodeSelector": { label: value }, "tolerations": tolerations })
 }

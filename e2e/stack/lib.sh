@@ -177,6 +177,16 @@ proc_start() {
   printf '%s %s %s\n' "$pid" "$(proc_start_time "$pid" || echo gone)" "${PROC_EXE:-$1}" >"$(pid_file "$name")"
 }
 
+# _proc_running PID: PID exists and has not exited. An exited process of ours is a zombie until
+# its parent reaps it, and a daemon's parent is whatever init this machine has, which may take
+# seconds to do so.
+_proc_running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  set -- ${stat##*) }
+  [ "$1" != Z ]
+}
+
 # proc_stop NAME [TIMEOUT]: stops NAME's process group (TERM, then KILL after TIMEOUT seconds)
 # and removes its pid file. Only processes this stack started are touched.
 proc_stop() {
@@ -188,10 +198,10 @@ proc_stop() {
   pid=$(proc_pid "$name")
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + timeout))
-  while [ -d "/proc/$pid" ] && [ $SECONDS -lt $deadline ]; do
+  while _proc_running "$pid" && [ $SECONDS -lt $deadline ]; do
     sleep 0.2
   done
-  if [ -d "/proc/$pid" ]; then
+  if _proc_running "$pid"; then
     log "$name (pid $pid) did not stop within ${timeout}s; killing it"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi

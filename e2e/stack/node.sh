@@ -152,7 +152,7 @@ node_listens() {
   local port=$1 addr
   while read -r _ _ _ addr _; do
     case $addr in
-      "$MYSIMBDP_NODE_IP:$port" | "0.0.0.0:$port" | "*:$port" | "[::]:$port") return 0 ;;
+      "$MYSIMBDP_NODE_IP:$port" | "[::ffff:$MYSIMBDP_NODE_IP]:$port" | "0.0.0.0:$port" | "*:$port" | "[::]:$port") return 0 ;;
     esac
   done < <(ss -Hltn "sport = :$port" 2>/dev/null)
   return 1
@@ -519,12 +519,16 @@ _node_stray_shims() {
   return 0
 }
 
+# Unmounts whatever is mounted below DIR, deepest first (pods' volumes, containers' root file
+# systems and network namespaces a killed task left behind).
 _node_unmount_under() {
-  local dir=$1 target
-  [ -d "$dir" ] || return 0
-  findmnt -rn -o TARGET | grep -F "$dir/" | sort -r | while read -r target; do
-    umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
-  done
+  local dir=$1 target mounts
+  mounts=$(findmnt -rn -o TARGET 2>/dev/null) || return 0
+  while read -r target; do
+    case $target in
+      "$dir"/*) umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true ;;
+    esac
+  done < <(sort -r <<<"$mounts")
 }
 
 _node_wipe() {
@@ -532,13 +536,19 @@ _node_wipe() {
   _node_unmount_under "$NODE_STATE_DIR"
   _node_unmount_under "$NODE_CONTAINERD_RUN"
   rm -rf "$NODE_STATE_DIR" "$NODE_CONTAINERD_RUN" "/var/lib/cni/networks/$NODE_CNI_NETWORK" \
-    "${_NODE_FIXED_PATHS[@]}"
-  rm -f /var/lib/cni/results/"$NODE_CNI_NETWORK"-*
+    "${_NODE_FIXED_PATHS[@]}" /var/lib/cni/results/"$NODE_CNI_NETWORK"-* ||
+    log "node: some of its files could not be removed (see above)"
+  # The kubelet's cgroups, once their processes are gone: leaves first.
   local cg
   for cg in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
-    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+    if [ -d "$cg" ]; then
+      find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      [ ! -d "$cg" ] || log "node: $cg is still in use; left in place"
+    fi
   done
-  ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
+    ip link del "$NODE_BRIDGE" || log "node: could not delete the bridge $NODE_BRIDGE"
+  fi
   rm -f "$NODE_KUBECONFIG"
 }
 
@@ -599,8 +609,9 @@ node_down() {
   proc_stop node-coredms-proxy
   proc_stop node-apiserver-proxy
   _node_restore_sysctls
-  [ "${WIPE:-0}" = 1 ] && _node_wipe
-  return 0
+  if [ "${WIPE:-0}" = 1 ]; then
+    _node_wipe
+  fi
 }
 
 node_down_wipe() { WIPE=1 node_down; }
