@@ -39,7 +39,13 @@ unit: ## Tests that need no servers
 .PHONY: integration
 integration: ## Tests against the running local stack (real Kubernetes, Kafka and coredms)
 	cargo build --locked --workspace --bins
+	e2e/stack/images.sh build
 	source "$(ENV_FILE)" && cargo test --locked --workspace --tests -- --test-threads=$(TEST_THREADS)
+
+.PHONY: images
+images: ## Build the operator, sidecar and sample apps' images from target/debug into the real node's containerd (no registry)
+	cargo build --locked --workspace --bins
+	e2e/stack/images.sh build
 
 .PHONY: bench-batch
 bench-batch: ## Benchmark: batch ingestion rows/s and MB/s on the flights data set against the store's raw insert_many (local stack)
