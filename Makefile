@@ -57,6 +57,11 @@ bench-stream: ## Benchmark: stream msgs/s against the store's raw insert_many, a
 	cargo build --release --locked --workspace --bins --examples
 	source "$(ENV_FILE)" && cargo bench --locked -p mysimbdp-operator --bench stream
 
+.PHONY: bench-operator
+bench-operator: ## Benchmark: operator CPU, reconciliations and memory idle, and time to every status, for 10-1,000 apps over 10 and 100 tenants (local stack)
+	cargo build --release --locked --workspace --bins
+	source "$(ENV_FILE)" && cargo bench --locked -p mysimbdp-operator --bench operator
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the API types
 	cargo run --quiet --locked -p mysimbdp-api --bin crdgen -- crds

@@ -38,18 +38,46 @@ DEMO=$(state_dir)/demo
 OPERATOR_PID=$DEMO/operator.pid
 OPERATOR_LOG=$DEMO/operator.log
 
+# Pids the local runtime recorded under the demo's run folder (files `pid`, `*.pid`: pid and
+# kernel start time) whose process still runs.
+recorded_pids() {
+    local file pid started
+    [[ -d $DEMO/runs ]] || return 0
+    while IFS= read -r file; do
+        read -r pid started <"$file" 2>/dev/null || continue
+        [[ -r /proc/$pid/stat ]] || continue
+        [[ $(awk '{ sub(/.*\) /, ""); print $20 }' "/proc/$pid/stat" 2>/dev/null) == "$started" ]] && echo "$pid"
+    done < <(find "$DEMO/runs" -type f \( -name pid -o -name '*.pid' \) 2>/dev/null)
+}
+
+# Stops the operator, which takes its apps' processes along (MYSIMBDP_LOCAL_STOP_ON_EXIT), and
+# then whatever it left (an operator that was killed cannot): nothing of the demo keeps running.
 stop_operator() {
     if [[ -f $OPERATOR_PID ]] && kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
         kill "$(cat "$OPERATOR_PID")" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 300); do kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
+            echo "the operator did not stop within 30s; killing it" >&2
+            kill -KILL "$(cat "$OPERATOR_PID")" 2>/dev/null || true
+        fi
     fi
     rm -f "$OPERATOR_PID"
+    local left pid
+    left=$(recorded_pids)
+    if [[ -n $left ]]; then
+        echo "stopping $(wc -w <<<"$left") app process group(s) the operator left running" >&2
+        for pid in $left; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+        for _ in $(seq 1 100); do [[ -z $(recorded_pids) ]] && break; sleep 0.1; done
+        for pid in $(recorded_pids); do kill -KILL -- "-$pid" 2>/dev/null || true; done
+    fi
+    left=$(recorded_pids)
+    [[ -z $left ]] || echo "still running, stop them with kill: $left" >&2
 }
 
 case ${1:-} in
     stop)
         stop_operator
-        echo "demo operator stopped"
+        echo "demo operator stopped, with every app process it started"
         exit 0
         ;;
     clean)
@@ -92,6 +120,8 @@ export MYSIMBDP_STAGING_URL=file://$STAGING
 export MYSIMBDP_RUNS_DIR=$DEMO/runs
 export MYSIMBDP_METRICS_ADDR=${MYSIMBDP_DEMO_METRICS_ADDR:-127.0.0.1:19464}
 export MYSIMBDP_BATCH_POLL_INTERVAL=1s
+# `e2e/demo.sh stop` stops the apps' processes with the operator.
+export MYSIMBDP_LOCAL_STOP_ON_EXIT=true
 export RUST_LOG=${RUST_LOG:-info,kube=warn}
 setsid "$TARGET/mysimbdp-operator" >"$OPERATOR_LOG" 2>&1 </dev/null &
 echo $! >"$OPERATOR_PID"

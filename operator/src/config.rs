@@ -330,6 +330,19 @@ pub struct BatchArgs {
     /// URLs resolve unchanged).
     #[arg(long, env = "MYSIMBDP_KUBERNETES_STAGING_PATH", default_value = "/var/lib/mysimbdp/staging")]
     pub kubernetes_staging_path: String,
+    /// local runtime: when the operator stops (SIGTERM, Ctrl-C), stop every run and stream
+    /// replica it started too. By default they keep running, so that a restarted operator
+    /// adopts them where they are.
+    #[arg(
+        long,
+        env = "MYSIMBDP_LOCAL_STOP_ON_EXIT",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub local_stop_on_exit: bool,
     /// kubernetes runtime: an annotation KEY=VALUE for every run's pod (repeatable).
     #[arg(long = "run-pod-annotation", env = "MYSIMBDP_RUN_POD_ANNOTATIONS", value_delimiter = ',', value_parser = parse_annotation)]
     pub run_pod_annotations: Vec<(String, String)>,

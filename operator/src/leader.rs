@@ -30,7 +30,7 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-use crate::config::LeaderElectionArgs;
+use crate::{config::LeaderElectionArgs, shutdown::Shutdown};
 
 /// Why leader election cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -457,25 +457,13 @@ impl Drop for Leadership {
     }
 }
 
-/// Completes on SIGTERM (how Kubernetes stops a pod) or SIGINT (Ctrl-C).
-pub async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the operator cleanly");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 /// Leadership as the flags ask: without election at once; with it, once this replica leads.
 /// `Ok(None)` when the process was told to stop before it led.
-pub async fn lead(args: &LeaderElectionArgs, client: kube::Client) -> Result<Option<Leadership>, LeaderError> {
+pub async fn lead(
+    args: &LeaderElectionArgs,
+    client: kube::Client,
+    shutdown: &Shutdown,
+) -> Result<Option<Leadership>, LeaderError> {
     if !args.leader_election {
         return Ok(Some(Leadership::unelected()));
     }
@@ -489,7 +477,7 @@ pub async fn lead(args: &LeaderElectionArgs, client: kube::Client) -> Result<Opt
     info!(lease = %format!("{namespace}/{}", args.leader_election_lease_name), identity = %elector.identity(), "waiting to lead");
     tokio::select! {
         leadership = elector.acquire() => Ok(Some(leadership)),
-        () = stop_signal() => Ok(None),
+        () = shutdown.wait() => Ok(None),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod coredms;
 pub mod error;
+pub mod fit;
 pub mod k8s;
 pub mod kafka;
 pub mod leader;
@@ -17,6 +18,9 @@ pub mod metrics;
 pub mod monitor;
 pub mod runtime;
 pub mod secret;
+pub mod shutdown;
 pub mod staging;
 pub mod stream;
 pub mod tenant;
+#[cfg(test)]
+pub mod testing;

@@ -51,6 +51,16 @@ pub struct DecisionLabels {
     pub action: &'static str,
 }
 
+/// Labels of refused tenant input.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// `result` (a batch run's result document), `report` (a stream report: out of bounds, an
+    /// unknown app, over the rate limit).
+    pub input: &'static str,
+}
+
 /// Every metric of the operator.
 pub struct Metrics {
     registry: Registry,
@@ -76,6 +86,8 @@ pub struct Metrics {
     pub stream_bytes: Family<TenantLabels, Counter>,
     /// Monitor decisions by tenant and action.
     pub stream_decisions: Family<DecisionLabels, Counter>,
+    /// Tenant input the platform refused, by tenant and kind.
+    pub refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -107,6 +119,12 @@ impl Default for Metrics {
         registry.register("stream_ingested_bytes", "Bytes stream apps reported ingested", stream_bytes.clone());
         let stream_decisions = Family::<DecisionLabels, Counter>::default();
         registry.register("stream_decisions", "Monitor decisions by tenant and action", stream_decisions.clone());
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused_input",
+            "Tenant input refused for breaking a bound of the contract (result documents, reports)",
+            refused.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -120,6 +138,7 @@ impl Default for Metrics {
             stream_messages,
             stream_bytes,
             stream_decisions,
+            refused,
         }
     }
 }
@@ -157,6 +176,11 @@ impl Metrics {
     /// Records a monitor decision.
     pub fn stream_decision(&self, tenant: &str, action: &'static str) {
         self.stream_decisions.get_or_create(&DecisionLabels { tenant: tenant.into(), action }).inc();
+    }
+
+    /// Records refused tenant input.
+    pub fn refused_input(&self, tenant: &str, input: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { tenant: tenant.into(), input }).inc();
     }
 
     /// Registers more metrics (for a component that has its own).

@@ -10,7 +10,34 @@ pub const GENERATED_HEADER: &str = "# Generated from operator/api by `make crds`
 
 /// Every CRD of the API.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Tenant::crd(), BatchIngestApp::crd(), StreamIngestApp::crd()]
+    [Tenant::crd(), BatchIngestApp::crd(), StreamIngestApp::crd()].into_iter().map(with_kubernetes_formats).collect()
+}
+
+/// The CRD with integer formats the API server knows. Unsigned Rust integers get the formats
+/// `uint32`/`uint64` from the schema generator, which Kubernetes does not recognise (every
+/// `kubectl apply` of the CRD would warn about them); their lower bound is already in the
+/// schema as `minimum: 0`, so they become `int32`/`int64`. Counts never reach the signed
+/// types' maxima.
+fn with_kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn rewrite(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(format) = map.get_mut("format") {
+                    match format.as_str() {
+                        Some("uint32" | "uint16" | "uint8") => *format = "int32".into(),
+                        Some("uint64" | "uint") => *format = "int64".into(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(rewrite);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(rewrite),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    rewrite(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// The file name of a CRD in `crds/`: `<plural>.<group>.yaml`.

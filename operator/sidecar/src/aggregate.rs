@@ -224,3 +224,56 @@ mod tests {
         assert_eq!(rfc3339(Timestamp::from_millisecond(1_700_000_000_123).unwrap()), "2023-11-14T22:13:20.123Z");
     }
 }
+
+#[cfg(test)]
+mod props {
+    //! Whatever measurements an app sends (any counts, any ingestion time, any timing), the
+    //! aggregation never panics and every report it makes passes the monitor's checks.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn measurement() -> impl Strategy<Value = Measurement> {
+        let count = prop_oneof![0..1000u64, Just(u64::MAX), Just(i64::MAX as u64)];
+        let ms = prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-1.0), 0.0..1e9, Just(f64::MAX)];
+        (count.clone(), count.clone(), ms, count).prop_map(|(messages, bytes, ingestion_ms, dead_lettered)| {
+            Measurement { messages, bytes, ingestion_ms, dead_lettered }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn aggregation_never_panics_and_reports_pass_the_monitor(
+            lines in proptest::collection::vec((measurement(), 0i64..100_000), 0..50),
+            closes in proptest::collection::vec(0i64..100_000, 1..10),
+        ) {
+            let identity = Identity { tenant: "t".into(), app: "observations".into(), instance: "observations-0".into() };
+            let start = Timestamp::from_second(1_700_000_000).unwrap();
+            let mut aggregator = Aggregator::new(identity, start, Duration::from_secs(10));
+            let mut events: Vec<(i64, Option<Measurement>)> =
+                lines.into_iter().map(|(m, at)| (at, Some(m))).chain(closes.into_iter().map(|at| (at, None))).collect();
+            events.sort_by_key(|(at, m)| (*at, m.is_none()));
+            for (at, line) in events {
+                let at = start + jiff::SignedDuration::from_millis(at);
+                match line {
+                    Some(m) => aggregator.add(&m, at),
+                    None => {
+                        if let Some(report) = aggregator.close(at) {
+                            let json = serde_json::to_vec(&report).unwrap();
+                            let decoded = Report::decode(&json);
+                            // Only an app that sent counts beyond the contract (which the line
+                            // decoder refuses first) makes a report the monitor refuses.
+                            let max = i64::MAX as u64;
+                            let counts = [report.messages, report.bytes, report.dead_lettered, report.total_messages, report.total_bytes];
+                            let rates = [report.processing_rate, report.throughput, report.avg_ingestion_ms];
+                            if counts.iter().all(|c| *c <= max) && rates.iter().all(|r| *r <= max as f64) {
+                                prop_assert!(decoded.is_ok(), "{decoded:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

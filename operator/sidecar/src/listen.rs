@@ -15,14 +15,10 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-/// Decodes one line: `Ok(None)` for a blank line, the reason when it is not a measurement.
+/// Decodes one line through the contract's checks: `Ok(None)` for a blank line, the reason
+/// when it is not a measurement.
 pub fn parse_line(line: &[u8]) -> Result<Option<Measurement>, String> {
-    let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8 text ({e})"))?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_str(text).map(Some).map_err(|e| format!("not a measurement JSON object ({e})"))
+    Measurement::decode(line).map_err(|refused| refused.to_string())
 }
 
 /// Accepts connections on `listener` for ever, each read on a task of its own.
@@ -86,8 +82,9 @@ mod tests {
         let partial = parse_line(b"{\"messages\":3,\"future\":true}\r\n").unwrap().unwrap();
         assert_eq!((partial.messages, partial.bytes), (3, 0), "missing fields are zero, unknown ones ignored");
         assert_eq!(parse_line(b"  \n").unwrap(), None);
-        assert!(parse_line(b"messages=3\n").unwrap_err().starts_with("not a measurement"));
+        assert!(parse_line(b"messages=3\n").unwrap_err().contains("not valid JSON"));
         assert!(parse_line(b"{\"messages\":-1}\n").is_err());
-        assert!(parse_line(b"\xff\n").unwrap_err().starts_with("not UTF-8"));
+        assert!(parse_line(b"{\"messages\":18446744073709551615}\n").unwrap_err().contains("messages"));
+        assert!(parse_line(b"\xff\n").unwrap_err().contains("not valid JSON"));
     }
 }

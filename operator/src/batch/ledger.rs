@@ -2,11 +2,13 @@
 //! coredms. It is the batch manager's memory: every decision is recorded here before the file
 //! moves, so a restarted operator carries on from it.
 
+use std::collections::HashMap;
+
 use futures::TryStreamExt;
 use mongodb::{
     Collection, IndexModel,
     bson::{self, Document, doc},
-    options::FindOptions,
+    options::{FindOneOptions, FindOptions},
 };
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +136,9 @@ pub struct RunRecord {
     pub rows_written: Option<i64>,
     /// The app's error or a summary.
     pub message: Option<String>,
+    /// Why the run's result document was refused, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_refused: Option<String>,
 }
 
 /// Start of the current UTC day, when the daily allowances start again.
@@ -168,6 +173,11 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The ledger in `db` as it is, without creating its indexes (no I/O).
+    pub fn attach(db: &mongodb::Database) -> Self {
+        Self { files: db.collection("files"), runs: db.collection("runs") }
+    }
+
     /// The ledger in `database`, with its indexes.
     pub async fn open(client: &mongodb::Client, database: &str) -> Result<Self> {
         let db = client.database(database);
@@ -209,6 +219,35 @@ impl Ledger {
     /// How many files match `filter`.
     pub async fn count_files(&self, filter: Document) -> Result<u64> {
         self.files.count_documents(filter).await.map_err(LedgerError::wrap("count files"))
+    }
+
+    /// How many files of `app` of `tenant` are in each status, in one query.
+    pub async fn file_counts(&self, tenant: &str, app: &str) -> Result<HashMap<String, u64>> {
+        let pipeline = [
+            doc! { "$match": { "tenant": tenant, "app": app } },
+            doc! { "$group": { "_id": "$status", "n": { "$sum": 1 } } },
+        ];
+        let cursor = self.files.aggregate(pipeline).await.map_err(LedgerError::wrap("count files by status"))?;
+        let groups: Vec<Document> = cursor.try_collect().await.map_err(LedgerError::wrap("read file counts"))?;
+        Ok(groups
+            .into_iter()
+            .filter_map(|g| {
+                let status = g.get_str("_id").ok()?.to_owned();
+                let n = g.get_i32("n").map(i64::from).or_else(|_| g.get_i64("n")).ok()?;
+                Some((status, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect())
+    }
+
+    /// How many runs match `filter`.
+    pub async fn count_runs(&self, filter: Document) -> Result<u64> {
+        self.runs.count_documents(filter).await.map_err(LedgerError::wrap("count runs"))
+    }
+
+    /// The run that started last among those matching `filter`.
+    pub async fn last_run(&self, filter: Document) -> Result<Option<RunRecord>> {
+        let options = FindOneOptions::builder().sort(doc! { "startedAt": -1 }).build();
+        self.runs.find_one(filter).with_options(options).await.map_err(LedgerError::wrap("find the last run"))
     }
 
     /// An accepted file of `tenant` with this content, if any.

@@ -1,13 +1,16 @@
 //! The status of every BatchIngestApp, derived from the ledger: files per state, runs in
-//! progress, the last run, and whether the app can take files. Written only when it changed.
+//! progress, the last run, and whether the app can take files (and, when not, why). Refreshed
+//! only for apps that may have changed, written only when it changed.
+
+use std::collections::HashSet;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::reflector::Store,
+    runtime::{events::EventType, reflector::Store},
 };
-use mongodb::bson::doc;
+use mongodb::bson::{self, doc};
 use mysimbdp_api::{
     BatchIngestApp, BatchIngestAppStatus, Tenant,
     batch::{FileCounts, RunSummary},
@@ -20,15 +23,17 @@ use crate::{
     conditions::{self, State},
     context::Context,
     error::{Error, Result},
-    tenant::names::TenantNames,
+    fit,
+    tenant::{names::TenantNames, plan::Platform},
 };
 
 fn time(at: mongodb::bson::DateTime) -> Time {
     Time(Timestamp::from_millisecond(at.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-/// Whether the app can take files, and why not (pure).
-pub fn readiness(app: &BatchIngestApp, tenant: Option<&Tenant>) -> State {
+/// Whether the app can take files, and why not (pure). An app that asks for more than its
+/// tenant allows is not Ready: its message names the field, the limit and the fix.
+pub fn readiness(app: &BatchIngestApp, tenant: Option<&Tenant>, platform: &Platform) -> State {
     let Some(tenant) = tenant else {
         let namespace = app.namespace().unwrap_or_default();
         return State::failed(
@@ -65,67 +70,137 @@ pub fn readiness(app: &BatchIngestApp, tenant: Option<&Tenant>) -> State {
             ),
         );
     }
+    let misfits = fit::batch(app, tenant, platform);
+    if let Some(first) = misfits.first() {
+        let message = misfits.iter().map(|m| m.message.as_str()).collect::<Vec<_>>().join("; ");
+        return State::failed(conditions::READY, first.reason, message);
+    }
     State::ok(conditions::READY, "Ready", "the app takes files matching its selection")
 }
 
-/// Refreshes every app's status.
+/// Whether the app's runs may start: not when one of them could never be admitted under the
+/// tenant's quota (its files wait until the app or the agreement changes).
+pub fn can_run(app: &BatchIngestApp, tenant: &Tenant, platform: &Platform) -> bool {
+    !fit::batch(app, tenant, platform).iter().any(|m| m.blocking)
+}
+
+/// Whether the app's last run handed in a result document the platform accepted.
+pub fn results(last_refused: Option<&str>) -> State {
+    match last_refused {
+        None => State::ok(RESULTS_ACCEPTED, "Accepted", "the last run's result document was within the contract"),
+        Some(why) => State::failed(
+            RESULTS_ACCEPTED,
+            "ResultRefused",
+            format!(
+                "the last run's result document was refused, so its row counts are not recorded: {why}; write counts within the contract (ingest-sdk/README.md, Result document)"
+            ),
+        ),
+    }
+}
+
+/// Condition: the last run's result document was accepted.
+pub const RESULTS_ACCEPTED: &str = "ResultsAccepted";
+
+/// An app by namespace and name.
+pub type AppKey = (String, String);
+
+/// Whether the conditions `states` would set differ from those the app shows.
+fn conditions_differ(app: &BatchIngestApp, states: &[&State]) -> bool {
+    let shown = app.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    states.iter().any(|state| {
+        !shown.iter().any(|c| {
+            c.type_ == state.type_
+                && (c.status == "True") == state.ok
+                && c.reason == state.reason
+                && c.message == state.message
+        })
+    })
+}
+
+/// Refreshes the status of the apps that may have changed: those in `dirty` (their files or
+/// runs changed), those whose spec changed since their status was written, those whose
+/// readiness changed (their tenant's state or agreement), and every app when `all`. The
+/// others cost no query. Refreshed apps leave `dirty`.
 pub async fn refresh(
     ctx: &Context,
     ledger: &Ledger,
     apps: &Store<BatchIngestApp>,
     tenants: &Store<Tenant>,
+    dirty: &mut HashSet<AppKey>,
+    all: bool,
 ) -> Result<()> {
     let tenants = tenants.state();
     for app in apps.state() {
         let namespace = app.namespace().unwrap_or_default();
-        let tenant = tenants.iter().find(|t| TenantNames::of(t).namespace == namespace);
         let name = app.name_any();
-        let mut files = FileCounts::default();
-        if let Some(tenant) = tenant {
-            let tenant_name = tenant.name_any();
-            let count = |status: FileStatus| {
-                ledger.count_files(doc! { "tenant": &tenant_name, "app": &name, "status": status.as_str() })
-            };
-            files.pending = count(FileStatus::Queued).await?;
-            files.running = count(FileStatus::Running).await?;
-            files.ingested = count(FileStatus::Ingested).await?;
-            files.failed = count(FileStatus::RetryWait).await?;
-            files.dead_lettered = count(FileStatus::DeadLettered).await?;
-        }
-        let runs = ledger.runs(doc! { "namespace": &namespace, "app": &name }).await?;
-        let active_runs = runs.iter().filter(|r| r.outcome.is_none()).count() as u32;
-        let last_run = runs.iter().find(|r| r.outcome.is_some()).map(|r| RunSummary {
-            name: r.id.clone(),
-            started_at: time(r.started_at),
-            finished_at: time(r.finished_at.unwrap_or(r.started_at)),
-            files: r.files.len() as u32,
-            rows_written: r.rows_written.map_or(0, |n| u64::try_from(n).unwrap_or(0)),
-            outcome: r.outcome.clone().unwrap_or_default(),
-            message: r.message.clone().unwrap_or_default(),
-        });
-        let ready = readiness(&app, tenant.map(AsRef::as_ref));
+        let key = (namespace.clone(), name.clone());
+        let tenant = tenants.iter().find(|t| TenantNames::of(t).namespace == namespace);
+        let ready = readiness(&app, tenant.map(AsRef::as_ref), &ctx.platform);
         let suspended = if app.spec.suspended {
             State::ok("Suspended", "Suspended", "no new runs start; staged files wait")
         } else {
             State::failed("Suspended", "Running", "runs start as files arrive")
         };
-        let previous = app.status.clone().unwrap_or_default();
         let generation = app.metadata.generation;
+        let stale = app.status.as_ref().is_none_or(|s| s.observed_generation != generation);
+        if !all && !stale && !dirty.contains(&key) && !conditions_differ(&app, &[&ready, &suspended]) {
+            continue;
+        }
+        let mut files = FileCounts::default();
+        if let Some(tenant) = tenant {
+            let counts = ledger.file_counts(&tenant.name_any(), &name).await?;
+            let count = |status: FileStatus| counts.get(status.as_str()).copied().unwrap_or(0);
+            files.pending = count(FileStatus::Queued);
+            files.running = count(FileStatus::Running);
+            files.ingested = count(FileStatus::Ingested);
+            files.failed = count(FileStatus::RetryWait);
+            files.dead_lettered = count(FileStatus::DeadLettered);
+        }
+        let of_app = doc! { "namespace": &namespace, "app": &name };
+        let mut active = of_app.clone();
+        active.insert("outcome", bson::Bson::Null);
+        let active_runs = u32::try_from(ledger.count_runs(active).await?).unwrap_or(u32::MAX);
+        let mut finished = of_app;
+        finished.insert("outcome", doc! { "$ne": bson::Bson::Null });
+        let last = ledger.last_run(finished).await?;
+        let last_run = last.as_ref().map(|r| RunSummary {
+            name: r.id.clone(),
+            started_at: time(r.started_at),
+            finished_at: time(r.finished_at.unwrap_or(r.started_at)),
+            files: u32::try_from(r.files.len()).unwrap_or(u32::MAX),
+            rows_written: r.rows_written.map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+            outcome: r.outcome.clone().unwrap_or_default(),
+            message: r.message.clone().unwrap_or_default(),
+        });
+        let results = results(last.as_ref().and_then(|r| r.result_refused.as_deref()));
+        let previous = app.status.clone().unwrap_or_default();
+        let was = previous.conditions.iter().find(|c| c.type_ == conditions::READY).map(|c| c.reason.clone());
+        let newly_unfit =
+            !ready.ok && ready.reason != "TenantNotReady" && was.as_deref() != Some(ready.reason.as_str());
+        let event = newly_unfit.then(|| (ready.reason.clone(), ready.message.clone()));
         let status = BatchIngestAppStatus {
-            conditions: conditions::merge(&previous.conditions, &[ready, suspended], generation, Timestamp::now()),
+            conditions: conditions::merge(
+                &previous.conditions,
+                &[ready, suspended, results],
+                generation,
+                Timestamp::now(),
+            ),
             observed_generation: generation,
             active_runs,
             files,
             last_run,
         };
-        if app.status.as_ref() == Some(&status) {
-            continue;
+        if app.status.as_ref() != Some(&status) {
+            let api: Api<BatchIngestApp> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({ "apiVersion": BatchIngestApp::api_version(&()), "kind": BatchIngestApp::kind(&()), "status": status });
+            api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+                .await
+                .map_err(Error::kube("update status of", "BatchIngestApp", &name))?;
         }
-        let api: Api<BatchIngestApp> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({ "apiVersion": BatchIngestApp::api_version(&()), "kind": BatchIngestApp::kind(&()), "status": status });
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
-            .await
-            .map_err(Error::kube("update status of", "BatchIngestApp", &name))?;
+        if let Some((reason, message)) = event {
+            ctx.event(&app.object_ref(&()), EventType::Warning, &reason, &message).await;
+        }
+        dirty.remove(&key);
     }
     Ok(())
 }

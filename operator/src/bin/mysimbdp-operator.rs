@@ -6,11 +6,14 @@ use std::{process::ExitCode, sync::Arc};
 use clap::{Parser, ValueEnum};
 use mysimbdp_operator::{
     batch,
-    config::{BatchArgs, LeaderElectionArgs, PlatformArgs, StreamArgs},
+    config::{BatchArgs, LeaderElectionArgs, PlatformArgs, RuntimeKind, StreamArgs},
     leader,
     metrics::Metrics,
-    monitor, stream, tenant,
+    monitor,
+    shutdown::Shutdown,
+    stream, tenant,
 };
+use tokio::task::JoinSet;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -81,6 +84,7 @@ async fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
 
+    let shutdown = Shutdown::on_signals();
     let metrics = Arc::new(Metrics::default());
     let ctx = match cli.platform.context(metrics.clone()).await {
         Ok(ctx) => ctx,
@@ -96,7 +100,7 @@ async fn main() -> ExitCode {
         }
     });
     // A replica that does not lead waits here, healthy, until it does.
-    let mut leadership = match leader::lead(&cli.leader, ctx.client.clone()).await {
+    let mut leadership = match leader::lead(&cli.leader, ctx.client.clone(), &shutdown).await {
         Ok(Some(leadership)) => leadership,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
@@ -105,34 +109,46 @@ async fn main() -> ExitCode {
         }
     };
     info!(metrics = %addr, staging = %cli.platform.staging_url, parts = ?cli.controllers, "mysimbdp operator started");
+    let mut parts = JoinSet::new();
+    let runtime = cli.batch.runtime(ctx.client.clone());
+    let replicas = cli.stream.runtime(cli.batch.runtime, &cli.batch.runs_dir, ctx.client.clone());
     if cli.controllers.contains(&Part::Batch) {
-        let runtime = cli.batch.runtime(ctx.client.clone());
-        let manager = batch::run(ctx.clone(), ctx.ledger.clone(), runtime, cli.batch.manager());
-        tokio::spawn(manager);
+        parts.spawn(batch::run(
+            ctx.clone(),
+            ctx.ledger.clone(),
+            runtime.clone(),
+            cli.batch.manager(),
+            shutdown.clone(),
+        ));
     }
     if cli.controllers.contains(&Part::Stream) {
-        let runtime = cli.stream.runtime(cli.batch.runtime, &cli.batch.runs_dir, ctx.client.clone());
-        tokio::spawn(stream::run(ctx.clone(), runtime, cli.stream.stream_resync.get()));
+        parts.spawn(stream::run(ctx.clone(), replicas.clone(), cli.stream.stream_resync.get(), shutdown.clone()));
     }
     if cli.controllers.contains(&Part::Monitor) {
         let config =
             monitor::MonitorConfig { kafka: cli.platform.kafka_admin_client(), tick: cli.stream.monitor_tick.get() };
-        tokio::spawn(monitor::run(ctx.clone(), config));
+        parts.spawn(monitor::run(ctx.clone(), config, shutdown.clone()));
     }
-    let parts = async {
-        if cli.controllers.contains(&Part::Tenant) {
-            tenant::run(ctx).await;
-        } else {
-            leader::stop_signal().await;
-        }
-    };
+    if cli.controllers.contains(&Part::Tenant) {
+        parts.spawn(tenant::run(ctx.clone(), shutdown.clone()));
+    }
+    // Every part runs until the shutdown signal; one that ends early stops the others.
     let lost = tokio::select! {
-        () = parts => false,
+        _ = parts.join_next() => false,
+        () = shutdown.wait() => false,
         () = leadership.lost() => true,
     };
+    shutdown.trigger();
+    while parts.join_next().await.is_some() {}
     if lost {
         error!("leadership lost; exiting so that this replica starts again clean");
         return ExitCode::FAILURE;
+    }
+    if cli.batch.local_stop_on_exit {
+        let (runs, replicas) = (runtime.stop_all().await, replicas.stop_all().await);
+        info!(runs, replicas, "stopped what the operator started");
+    } else if cli.batch.runtime == RuntimeKind::Local {
+        info!(runs = %cli.batch.runs_dir.display(), "the local runtime's runs and replicas keep running; a restarted operator adopts them (--local-stop-on-exit stops them with the operator)");
     }
     leadership.release().await;
     info!("mysimbdp operator stopped");

@@ -165,18 +165,20 @@ fn health(view: &AppView<'_>, reports: &[ReportPoint], lags: &[LagPoint], now_ms
     let window = ms(monitoring.window.get());
     // Only what the current replicas did counts: reports from before a scale or restart
     // describe another deployment of the app.
-    let since = (now_ms - window).max(view.running_since_ms);
-    let recent: Vec<&ReportPoint> =
-        reports.iter().filter(|r| r.end_ms > since && r.end_ms <= now_ms && r.start_ms >= since - interval).collect();
+    let since = now_ms.saturating_sub(window).max(view.running_since_ms);
+    let recent: Vec<&ReportPoint> = reports
+        .iter()
+        .filter(|r| r.end_ms > since && r.end_ms <= now_ms && r.start_ms >= since.saturating_sub(interval))
+        .collect();
 
     let missed = i64::from(monitoring.missed_reports);
-    let silence_limit = missed * interval;
+    let silence_limit = missed.saturating_mul(interval);
     let last_report = reports.iter().filter(|r| r.end_ms >= view.running_since_ms).map(|r| r.end_ms).max();
     // Replicas that have not reported yet may still be starting (joining their consumer group,
     // their sidecar's first report finding the monitor): they get a grace period first.
-    let limit = if last_report.is_some() { silence_limit } else { silence_limit + STARTUP_GRACE_MS };
-    if view.replicas > 0 && now_ms - view.running_since_ms > limit {
-        let quiet_for = now_ms - last_report.unwrap_or(view.running_since_ms);
+    let limit = if last_report.is_some() { silence_limit } else { silence_limit.saturating_add(STARTUP_GRACE_MS) };
+    if view.replicas > 0 && now_ms.saturating_sub(view.running_since_ms) > limit {
+        let quiet_for = now_ms.saturating_sub(last_report.unwrap_or(view.running_since_ms));
         if quiet_for > limit {
             return Health::Stalled(format!(
                 "no replica has reported for {} ({} report intervals of {})",
@@ -195,7 +197,7 @@ fn health(view: &AppView<'_>, reports: &[ReportPoint], lags: &[LagPoint], now_ms
     }
 
     let observed_from = recent.iter().map(|r| r.start_ms).min();
-    let covered = observed_from.is_some_and(|from| from <= now_ms - window + interval);
+    let covered = observed_from.is_some_and(|from| from <= now_ms.saturating_sub(window).saturating_add(interval));
     if !covered {
         return Health::Unknown(format!(
             "waiting for reports covering a whole window of {} since the replicas started",
@@ -203,11 +205,12 @@ fn health(view: &AppView<'_>, reports: &[ReportPoint], lags: &[LagPoint], now_ms
         ));
     }
 
-    let messages: u64 = recent.iter().map(|r| r.messages).sum();
-    let rate = messages as f64 * 1000.0 / window as f64;
+    let messages = recent.iter().fold(0u64, |sum, r| sum.saturating_add(r.messages));
+    let rate = messages as f64 * 1000.0 / window.max(1) as f64;
     let weighted: f64 = recent.iter().map(|r| r.avg_ingestion_ms * r.messages as f64).sum();
     let avg_ms = if messages > 0 { weighted / messages as f64 } else { 0.0 };
-    let window_lags: Vec<&LagPoint> = lags.iter().filter(|l| l.at_ms > now_ms - window && l.at_ms <= now_ms).collect();
+    let window_lags: Vec<&LagPoint> =
+        lags.iter().filter(|l| l.at_ms > now_ms.saturating_sub(window) && l.at_ms <= now_ms).collect();
     let first_lag = window_lags.iter().min_by_key(|l| l.at_ms).map(|l| l.lag);
     let last_lag = window_lags.iter().max_by_key(|l| l.at_ms).map(|l| l.lag);
     let min_lag = window_lags.iter().map(|l| l.lag).min();
@@ -216,11 +219,13 @@ fn health(view: &AppView<'_>, reports: &[ReportPoint], lags: &[LagPoint], now_ms
         && let (Some(first), Some(last)) = (first_lag, last_lag)
         && last > first
     {
-        let ever = reports.iter().any(|r| r.start_ms >= view.running_since_ms - interval && r.messages > 0);
-        if !ever && now_ms - view.running_since_ms < window + STARTUP_GRACE_MS {
+        let ever =
+            reports.iter().any(|r| r.start_ms >= view.running_since_ms.saturating_sub(interval) && r.messages > 0);
+        let running_for = now_ms.saturating_sub(view.running_since_ms);
+        if !ever && running_for < window.saturating_add(STARTUP_GRACE_MS) {
             return Health::Unknown(format!(
                 "the replicas have not ingested anything since they started {} ago (joining the consumer group may take a while)",
-                secs(now_ms - view.running_since_ms)
+                secs(running_for)
             ));
         }
         return Health::Stalled(format!(
@@ -283,7 +288,7 @@ fn hung_instance(reports: &[ReportPoint], since_ms: i64, missed: u32) -> Option<
 fn propose(view: &AppView<'_>, health: &Health, lags: &[LagPoint], now_ms: i64) -> Option<Proposal> {
     let monitoring = view.monitoring;
     let stabilization = ms(monitoring.stabilization.get());
-    if view.last_decision_ms.is_some_and(|at| now_ms - at < stabilization) {
+    if view.last_decision_ms.is_some_and(|at| now_ms.saturating_sub(at) < stabilization) {
         return None;
     }
     let replicas = view.replicas;
@@ -307,7 +312,7 @@ fn propose(view: &AppView<'_>, health: &Health, lags: &[LagPoint], now_ms: i64) 
             BreachAction::Notify => keep(Action::Notify, format!("{why}; onBreach is Notify")),
         },
         Health::Healthy(why) => {
-            let calm = view.healthy_since_ms.is_some_and(|since| now_ms - since >= stabilization);
+            let calm = view.healthy_since_ms.is_some_and(|since| now_ms.saturating_sub(since) >= stabilization);
             let latest_lag = lags.iter().filter(|l| l.at_ms <= now_ms).max_by_key(|l| l.at_ms).map(|l| l.lag);
             let drained = latest_lag == Some(0);
             (monitoring.on_breach == BreachAction::Scale && calm && drained && replicas > view.min_replicas).then(

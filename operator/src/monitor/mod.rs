@@ -7,52 +7,51 @@
 //! It runs inside the operator or on its own (`--controllers monitor`).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures::StreamExt;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{events::EventType, reflector::Store},
 };
 use mongodb::bson;
-use mysimbdp_api::{
-    StreamIngestApp, Tenant,
-    stream::{Decision, ReportSummary},
-};
-use mysimbdp_ingest_sdk::contract::Report;
-use rdkafka::{
-    ClientConfig, Message,
-    consumer::{Consumer, StreamConsumer},
-};
+use mysimbdp_api::{StreamIngestApp, Tenant, stream::Decision};
+use rdkafka::ClientConfig;
 use tracing::{debug, info, instrument, warn};
 
 use crate::{
     conditions::{self, State},
     context::Context,
     k8s,
+    shutdown::Shutdown,
     stream::plan,
     tenant::names::{REPORTS_TOPIC, TenantNames},
 };
 
 pub mod evaluate;
 pub mod lag;
+pub mod memory;
+#[cfg(test)]
+mod props;
+pub mod reports;
 pub mod store;
 
-use evaluate::{Action, AppView, Health, LagPoint, ReportPoint};
+pub use reports::tenant_of_topic;
+
+use evaluate::{Action, AppView, Health};
 use lag::{KafkaLag, LagProbe};
-use store::{DecisionRecord, MonitorStore, ReportRecord};
+use memory::{Memory, summary};
+use store::{DecisionRecord, MonitorStore};
 
 /// Condition: the app is within its thresholds.
 pub const HEALTHY: &str = "Healthy";
+/// Condition: every report of the app's tenant was accepted lately.
+pub const REPORTS_ACCEPTED: &str = "ReportsAccepted";
 /// The consumer group the monitor reads reports with.
 pub const MONITOR_GROUP: &str = "mysimbdp-monitor";
-/// Reports are kept in memory this long.
-const MEMORY: Duration = Duration::from_secs(900);
-
 /// How the monitor reaches Kafka and how often it looks.
 #[derive(Clone)]
 pub struct MonitorConfig {
@@ -62,66 +61,8 @@ pub struct MonitorConfig {
     pub tick: Duration,
 }
 
-/// What the monitor remembers of one app.
-#[derive(Default)]
-struct AppMemory {
-    reports: Vec<ReportPoint>,
-    latest: HashMap<String, Report>,
-    lags: Vec<LagPoint>,
-    healthy_since_ms: Option<i64>,
-    last_judged_ms: i64,
-    /// When this monitor last decided about the app, to the millisecond (the status keeps
-    /// whole seconds only).
-    last_decided_ms: Option<i64>,
-}
-
-type Key = (String, String);
-
-/// The reports and judgements of every app.
-#[derive(Default)]
-struct Memory {
-    apps: HashMap<Key, AppMemory>,
-}
-
-impl Memory {
-    fn add(&mut self, tenant: &str, report: &Report) {
-        let Some(point) = point(report) else { return };
-        let app = self.apps.entry((tenant.to_owned(), report.app.clone())).or_default();
-        let oldest = point.end_ms - i64::try_from(MEMORY.as_millis()).unwrap_or(i64::MAX);
-        app.reports.retain(|r| r.end_ms >= oldest && !(r.instance == point.instance && r.end_ms == point.end_ms));
-        app.reports.push(point);
-        let newer = app.latest.get(&report.instance).is_none_or(|l| l.window_end <= report.window_end);
-        if newer {
-            app.latest.insert(report.instance.clone(), report.clone());
-        }
-    }
-}
-
-fn millis(text: &str) -> Option<i64> {
-    text.parse::<Timestamp>().ok().map(|t| t.as_millisecond())
-}
-
-fn point(report: &Report) -> Option<ReportPoint> {
-    Some(ReportPoint {
-        instance: report.instance.clone(),
-        start_ms: millis(&report.window_start)?,
-        end_ms: millis(&report.window_end)?,
-        messages: report.messages,
-        bytes: report.bytes,
-        avg_ingestion_ms: report.avg_ingestion_ms,
-        silent: report.silent,
-        total_messages: report.total_messages,
-        total_bytes: report.total_bytes,
-    })
-}
-
-/// The tenant a report topic belongs to: `<tenant>.mysimbdp.reports`.
-pub fn tenant_of_topic(topic: &str) -> Option<&str> {
-    topic.strip_suffix(REPORTS_TOPIC)?.strip_suffix('.').filter(|t| !t.is_empty() && !t.contains('.'))
-}
-
-/// Runs the monitor until the process ends.
-pub async fn run(ctx: Arc<Context>, config: MonitorConfig) {
+/// Runs the monitor until `shutdown`.
+pub async fn run(ctx: Arc<Context>, config: MonitorConfig, shutdown: Shutdown) {
     let apps = k8s::cache(Api::<StreamIngestApp>::all(ctx.client.clone())).await;
     let tenants = k8s::cache(Api::<Tenant>::all(ctx.client.clone())).await;
     let store = loop {
@@ -129,7 +70,10 @@ pub async fn run(ctx: Arc<Context>, config: MonitorConfig) {
             Ok(store) => break store,
             Err(error) => {
                 warn!(%error, "the monitor cannot open its store yet; trying again");
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
             }
         }
     };
@@ -139,156 +83,56 @@ pub async fn run(ctx: Arc<Context>, config: MonitorConfig) {
         Ok(records) => {
             let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
             for record in &records {
-                memory.add(&record.tenant, &report_of(record));
+                memory.remember(&record.tenant, &reports::report_of(record));
             }
             info!(reports = records.len(), "the monitor remembers the last ten minutes of reports");
         }
         Err(error) => warn!(%error, "the monitor starts without earlier reports"),
     }
-    tokio::spawn(consume(ctx.clone(), config.kafka.clone(), store.clone(), memory.clone()));
+    tokio::spawn(reports::consume(
+        ctx.clone(),
+        config.kafka.clone(),
+        store.clone(),
+        memory.clone(),
+        apps.clone(),
+        tenants.clone(),
+        shutdown.clone(),
+    ));
     let probe = KafkaLag::new(config.kafka);
     let mut tick = tokio::time::interval(config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!("monitor started");
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = shutdown.wait() => break,
+            _ = tick.tick() => {}
+        }
+        forget_what_is_gone(&memory, &apps, &tenants);
         for app in apps.state() {
             if let Err(error) = judge(&ctx, &store, &memory, &probe, &apps, &tenants, &app).await {
                 warn!(app = %app.name_any(), namespace = app.namespace().unwrap_or_default(), %error, "cannot judge app");
             }
         }
     }
+    info!("monitor stopped");
 }
 
-fn report_of(record: &ReportRecord) -> Report {
-    let text = |at: bson::DateTime| {
-        Timestamp::from_millisecond(at.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH).to_string()
-    };
-    Report {
-        tenant: record.tenant.clone(),
-        app: record.app.clone(),
-        instance: record.instance.clone(),
-        window_start: text(record.window_start),
-        window_end: text(record.window_end),
-        ingestion_start: String::new(),
-        messages: u64::try_from(record.messages).unwrap_or(0),
-        bytes: u64::try_from(record.bytes).unwrap_or(0),
-        processing_rate: record.processing_rate,
-        throughput: record.throughput,
-        avg_ingestion_ms: record.avg_ingestion_ms,
-        dead_lettered: u64::try_from(record.dead_lettered).unwrap_or(0),
-        total_messages: u64::try_from(record.total_messages).unwrap_or(0),
-        total_bytes: u64::try_from(record.total_bytes).unwrap_or(0),
-        silent: record.silent,
-    }
-}
-
-/// Reads every tenant's report topic; stores and remembers each report.
-async fn consume(ctx: Arc<Context>, kafka: ClientConfig, store: MonitorStore, memory: Arc<Mutex<Memory>>) {
-    let consumer: StreamConsumer = match kafka
-        .clone()
-        .set("group.id", MONITOR_GROUP)
-        .set("enable.auto.commit", "true")
-        .set("auto.offset.reset", "earliest")
-        // New tenants' report topics are found within seconds.
-        .set("topic.metadata.refresh.interval.ms", "5000")
-        .create()
-    {
-        Ok(consumer) => consumer,
-        Err(error) => {
-            warn!(%error, "the monitor cannot create its Kafka consumer; no reports will be read");
-            return;
-        }
-    };
-    let pattern = format!("^[a-z0-9-]+\\.{}$", REPORTS_TOPIC.replace('.', "\\."));
-    if let Err(error) = consumer.subscribe(&[&pattern]) {
-        warn!(%error, "the monitor cannot subscribe to the report topics");
-        return;
-    }
-    let (to_store, stored) = tokio::sync::mpsc::channel(10_000);
-    tokio::spawn(store_reports(store, stored));
-    let mut messages = consumer.stream();
-    while let Some(message) = messages.next().await {
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                debug!(%error, "report topics: transient error");
-                continue;
-            }
-        };
-        let Some(tenant) = tenant_of_topic(message.topic()).map(str::to_owned) else { continue };
-        let Some(report) = message.payload().and_then(|p| serde_json::from_slice::<Report>(p).ok()) else {
-            warn!(topic = message.topic(), offset = message.offset(), "ignoring a report that is not valid JSON");
-            continue;
-        };
-        let (Some(start), Some(end)) = (millis(&report.window_start), millis(&report.window_end)) else {
-            warn!(topic = message.topic(), offset = message.offset(), "ignoring a report without valid window times");
-            continue;
-        };
-        let record = ReportRecord {
-            id: format!("{}/{}/{}", message.topic(), message.partition(), message.offset()),
-            tenant: tenant.clone(),
-            app: report.app.clone(),
-            instance: report.instance.clone(),
-            window_start: bson::DateTime::from_millis(start),
-            window_end: bson::DateTime::from_millis(end),
-            messages: i64::try_from(report.messages).unwrap_or(i64::MAX),
-            bytes: i64::try_from(report.bytes).unwrap_or(i64::MAX),
-            processing_rate: report.processing_rate,
-            throughput: report.throughput,
-            avg_ingestion_ms: report.avg_ingestion_ms,
-            dead_lettered: i64::try_from(report.dead_lettered).unwrap_or(i64::MAX),
-            total_messages: i64::try_from(report.total_messages).unwrap_or(i64::MAX),
-            total_bytes: i64::try_from(report.total_bytes).unwrap_or(i64::MAX),
-            silent: report.silent,
-        };
-        ctx.metrics.stream_report(&tenant, report.messages, report.bytes);
-        memory.lock().unwrap_or_else(|e| e.into_inner()).add(&tenant, &report);
-        // Judgement must not wait for the store: reports are stored in batches, behind.
-        if to_store.try_send(record).is_err() {
-            warn!("the store is behind; a report is remembered but not stored");
-        }
-    }
-}
-
-/// Stores the reports it receives, in batches, until the channel closes.
-async fn store_reports(store: MonitorStore, mut reports: tokio::sync::mpsc::Receiver<ReportRecord>) {
-    let mut batch = Vec::new();
-    while reports.recv_many(&mut batch, 500).await > 0 {
-        if let Err(error) = store.insert_reports(&batch).await {
-            warn!(%error, count = batch.len(), "reports are remembered but not stored");
-        }
-        batch.clear();
-    }
+/// Forgets the memory of apps and tenants that no longer exist, so that it stays bounded by
+/// what exists.
+fn forget_what_is_gone(memory: &Mutex<Memory>, apps: &Store<StreamIngestApp>, tenants: &Store<Tenant>) {
+    let namespaces: HashMap<String, String> =
+        tenants.state().iter().map(|t| (TenantNames::of(t).namespace, t.name_any())).collect();
+    let tenants: HashSet<&String> = namespaces.values().collect();
+    let apps: HashSet<(String, String)> =
+        apps.state().iter().filter_map(|a| Some((namespaces.get(&a.namespace()?)?.clone(), a.name_any()))).collect();
+    memory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|key| apps.contains(key), |t| tenants.iter().any(|n| n.as_str() == t));
 }
 
 fn ms(time: &Time) -> i64 {
     time.0.as_millisecond()
-}
-
-/// The latest report of every replica that reported since `since_ms`, summed up.
-fn summary(app: &AppMemory, since_ms: i64, lag: Option<u64>) -> Option<ReportSummary> {
-    let latest: Vec<&Report> =
-        app.latest.values().filter(|r| millis(&r.window_end).is_some_and(|end| end >= since_ms)).collect();
-    let first = latest.first()?;
-    let (mut start, mut end) = (first.window_start.clone(), first.window_end.clone());
-    for report in &latest {
-        start = start.min(report.window_start.clone());
-        end = end.max(report.window_end.clone());
-    }
-    let messages: u64 = latest.iter().map(|r| r.messages).sum();
-    let weighted: f64 = latest.iter().map(|r| r.avg_ingestion_ms * r.messages as f64).sum();
-    Some(ReportSummary {
-        window_start: Time(start.parse().ok()?),
-        window_end: Time(end.parse().ok()?),
-        processing_rate: latest.iter().map(|r| r.processing_rate).sum(),
-        throughput: latest.iter().map(|r| r.throughput).sum(),
-        avg_ingestion_ms: if messages > 0 { weighted / messages as f64 } else { 0.0 },
-        messages: latest.iter().map(|r| r.total_messages).sum(),
-        bytes: latest.iter().map(|r| r.total_bytes).sum(),
-        lag,
-        reporting_replicas: u32::try_from(latest.len()).unwrap_or(u32::MAX),
-    })
 }
 
 /// Judges one app when it is due, and records what the monitor saw and decided.
@@ -341,14 +185,12 @@ async fn judge(
     let running_since_ms =
         status.replicas_since.as_ref().or(app.metadata.creation_timestamp.as_ref()).map_or(now_ms, ms);
 
-    let (verdict, last_report) = {
+    let (verdict, last_report, refused) = {
         let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
         let remembered = memory.apps.entry(key.clone()).or_default();
         remembered.last_judged_ms = now_ms;
         if let Some(lag) = lag {
-            remembered.lags.push(LagPoint { at_ms: now_ms, lag });
-            let oldest = now_ms - i64::try_from(MEMORY.as_millis()).unwrap_or(i64::MAX);
-            remembered.lags.retain(|l| l.at_ms >= oldest);
+            remembered.add_lag(now_ms, lag);
         }
         let view = AppView {
             monitoring,
@@ -366,16 +208,24 @@ async fn judge(
             Health::Unknown(_) => remembered.healthy_since_ms,
             _ => None,
         };
-        (verdict, summary(remembered, running_since_ms, lag))
+        let summary = summary(remembered, running_since_ms, lag);
+        let refused = memory.refusals(&key.0, now_ms).map(|r| r.message(&names.topic(REPORTS_TOPIC)));
+        (verdict, summary, refused)
     };
 
     let healthy = match &verdict.health {
         Health::Healthy(m) => State::ok(HEALTHY, verdict.health.reason(), m.clone()),
         other => State::failed(HEALTHY, other.reason(), other.message().to_owned()),
     };
+    let reports = match &refused {
+        None => State::ok(REPORTS_ACCEPTED, "Accepted", "every report of the tenant was within the contract"),
+        Some(message) => State::failed(REPORTS_ACCEPTED, "ReportsRefused", message.clone()),
+    };
+    let newly_refused =
+        refused.is_some() && !status.conditions.iter().any(|c| c.type_ == REPORTS_ACCEPTED && c.status == "False");
     let now = Timestamp::now();
     let mut next = status.clone();
-    next.conditions = conditions::merge(&status.conditions, &[healthy], app.metadata.generation, now);
+    next.conditions = conditions::merge(&status.conditions, &[healthy, reports], app.metadata.generation, now);
     if last_report.is_some() {
         next.last_report = last_report;
     }
@@ -410,6 +260,9 @@ async fn judge(
         }
         return Ok(());
     }
+    if newly_refused && let Some(message) = &refused {
+        ctx.event(&app.object_ref(&()), EventType::Warning, "ReportsRefused", message).await;
+    }
     if let Some(decision) = decision {
         if let Some(remembered) = memory.lock().unwrap_or_else(|e| e.into_inner()).apps.get_mut(&key) {
             remembered.last_decided_ms = Some(now.as_millisecond());
@@ -437,45 +290,4 @@ async fn judge(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_topics_name_their_tenant() {
-        assert_eq!(tenant_of_topic("acme-air.mysimbdp.reports"), Some("acme-air"));
-        assert_eq!(tenant_of_topic("acme-air.observations"), None);
-        assert_eq!(tenant_of_topic(".mysimbdp.reports"), None);
-        assert_eq!(tenant_of_topic("a.b.mysimbdp.reports"), None);
-    }
-
-    #[test]
-    fn memory_keeps_one_point_per_replica_and_window() {
-        let mut memory = Memory::default();
-        let report = Report {
-            tenant: "ignored".into(),
-            app: "observations".into(),
-            instance: "observations-0".into(),
-            window_start: "2026-12-01T10:00:00Z".into(),
-            window_end: "2026-12-01T10:00:05Z".into(),
-            ingestion_start: "2026-12-01T09:00:00Z".into(),
-            messages: 10,
-            bytes: 1000,
-            processing_rate: 2.0,
-            throughput: 200.0,
-            avg_ingestion_ms: 3.0,
-            dead_lettered: 0,
-            total_messages: 10,
-            total_bytes: 1000,
-            silent: false,
-        };
-        memory.add("nimbus-weather", &report);
-        memory.add("nimbus-weather", &report);
-        let app = &memory.apps[&("nimbus-weather".to_owned(), "observations".to_owned())];
-        assert_eq!(app.reports.len(), 1, "a report read twice counts once");
-        let summary = summary(app, 0, Some(7)).unwrap();
-        assert_eq!((summary.messages, summary.reporting_replicas, summary.lag), (10, 1, Some(7)));
-    }
 }

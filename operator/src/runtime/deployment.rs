@@ -10,7 +10,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, TCPSocketAction,
+            Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe, TCPSocketAction,
         },
     },
     apimachinery::pkg::{
@@ -21,7 +21,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use mysimbdp_api::constants::{FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_NAME};
 use mysimbdp_ingest_sdk::contract::env;
@@ -76,8 +76,8 @@ impl DeploymentRuntime {
         });
         let app = pod::app_container(&spec.container, env.clone(), &spec.credentials_secret);
         let small = BTreeMap::from([
-            ("cpu".to_owned(), Quantity("50m".into())),
-            ("memory".to_owned(), Quantity("32Mi".into())),
+            ("cpu".to_owned(), Quantity(crate::fit::SIDECAR_CPU.into())),
+            ("memory".to_owned(), Quantity(crate::fit::SIDECAR_MEMORY.into())),
         ]);
         let sidecar = Container {
             name: "metrics-sidecar".into(),
@@ -150,9 +150,30 @@ impl ReplicaRuntime for DeploymentRuntime {
             .patch(&spec.app, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(self.deployment(spec)))
             .await
             .map_err(|source| RuntimeError::Kube { action: "apply the Deployment", run: spec.app.clone(), source })?;
-        let ready = applied.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        let status = applied.status.unwrap_or_default();
+        let ready = status.ready_replicas.unwrap_or(0);
         info!(app = %spec.app, namespace = %spec.namespace, replicas = spec.replicas, ready, "applied Deployment");
-        Ok(ReplicasState { desired: spec.replicas, ready: u32::try_from(ready).unwrap_or(0) })
+        let ready = u32::try_from(ready).unwrap_or(0);
+        let mut problem = None;
+        if ready < spec.replicas {
+            // Pods that cannot be created at all (the quota) show on the Deployment; pods that
+            // are stuck show on their container statuses.
+            problem = status
+                .conditions
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                .map(|c| format!("replicas cannot be created: {}", c.message.unwrap_or_default()));
+            if problem.is_none() {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &spec.namespace);
+                let selector = format!("{LABEL_NAME}={NAME},{LABEL_INSTANCE}={}", spec.app);
+                let listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(|source| {
+                    RuntimeError::Kube { action: "read the app's pods", run: spec.app.clone(), source }
+                })?;
+                problem = pod::waiting_problem(&listed.items);
+            }
+        }
+        Ok(ReplicasState { desired: spec.replicas, ready, problem })
     }
 
     async fn remove(&self, _namespace: &str, _app: &str) -> Result<()> {

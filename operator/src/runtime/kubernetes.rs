@@ -20,7 +20,7 @@ use kube::{
 use mysimbdp_ingest_sdk::contract::env;
 use tracing::info;
 
-use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result, pod};
+use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, decode_result, pod};
 
 /// Label carrying the run id on Jobs and their pods.
 pub const LABEL_RUN: &str = "mysimbdp.io/run";
@@ -160,7 +160,10 @@ impl Runtime for KubernetesRuntime {
             .filter_map(|p| p.status?.container_statuses?.into_iter().find(|c| c.name == "app")?.state?.terminated)
             .next();
         let exit_code = terminated.as_ref().map(|t| t.exit_code);
-        let result = terminated.as_ref().and_then(|t| t.message.as_deref()).and_then(parse_result);
+        let (result, refused) = terminated
+            .as_ref()
+            .and_then(|t| t.message.as_deref())
+            .map_or((None, None), |m| decode_result(m.as_bytes()));
         let message = match (&terminated, timed_out) {
             (_, true) => "the Job passed its deadline and was stopped".to_owned(),
             (Some(t), _) => format!(
@@ -170,7 +173,7 @@ impl Runtime for KubernetesRuntime {
             ),
             (None, _) => condition.message.clone().unwrap_or_else(|| "the Job finished without a pod status".into()),
         };
-        Ok(RunState::Finished(RunOutcome { exit_code, result, timed_out, message }))
+        Ok(RunState::Finished(RunOutcome { exit_code, result, refused, timed_out, message }))
     }
 
     async fn forget(&self, _namespace: &str, _id: &str) -> Result<()> {

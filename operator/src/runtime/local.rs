@@ -15,15 +15,18 @@ use std::{
 };
 
 use async_trait::async_trait;
-use mysimbdp_ingest_sdk::contract::env;
+use mysimbdp_ingest_sdk::contract::{RunResult, decode::MAX_RESULT_BYTES, env};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
 use super::{
-    Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, parse_result,
-    process::{live_pid, read_trimmed, start_time},
+    Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, decode_result,
+    process::{live_pid, read_trimmed, start_time, stop_group},
 };
+
+/// How long a run stopped with the operator may take to end before it is killed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs as local processes.
 pub struct LocalRuntime {
@@ -150,7 +153,7 @@ impl Runtime for LocalRuntime {
             return Ok(RunState::Running);
         }
         let exit_code = exit.and_then(|e| e.parse().ok());
-        let result = std::fs::read_to_string(dir.join("result.json")).ok().and_then(|t| parse_result(&t));
+        let (result, refused) = read_result(&dir.join("result.json"));
         let message = match (exit_code, timed_out) {
             (_, true) => "the run passed its timeout and was stopped".to_owned(),
             (Some(0), _) => "the app exited with code 0".to_owned(),
@@ -160,13 +163,40 @@ impl Runtime for LocalRuntime {
                 "the run's processes ended without recording an exit code (killed, or the machine restarted)".to_owned()
             }
         };
-        Ok(RunState::Finished(RunOutcome { exit_code, result, timed_out, message }))
+        Ok(RunState::Finished(RunOutcome { exit_code, result, refused, timed_out, message }))
     }
 
     async fn forget(&self, _namespace: &str, id: &str) -> Result<()> {
         self.children.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         Ok(())
     }
+
+    async fn stop_all(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.runs) else { return 0 };
+        let mut stopped = 0;
+        for entry in entries.flatten() {
+            let pid = entry.path().join("pid");
+            if live_pid(&pid).is_some() {
+                info!(run = %entry.file_name().to_string_lossy(), "stopping the run with the operator");
+                stop_group(&pid, STOP_GRACE).await;
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+}
+
+/// The run's result file through the contract's checks, reading no more than the contract
+/// allows (one byte more tells a file that is too large).
+fn read_result(path: &Path) -> (Option<RunResult>, Option<String>) {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else { return (None, None) };
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(MAX_RESULT_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    if let Err(error) = file.take(limit).read_to_end(&mut bytes) {
+        return (None, Some(format!("the result document cannot be read: {error}")));
+    }
+    decode_result(&bytes)
 }
 
 /// The last lines of a run's output, for error messages.

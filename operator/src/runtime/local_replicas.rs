@@ -161,6 +161,7 @@ impl ReplicaRuntime for LocalReplicas {
         let app_dir = self.app_dir(&spec.namespace, &spec.app);
         let settings = settings_digest(spec);
         let mut ready = 0;
+        let mut problem = None;
         for index in 0..spec.replicas {
             let dir = app_dir.join(index.to_string());
             let app = live_pid(&dir.join("app.pid"));
@@ -176,6 +177,10 @@ impl ReplicaRuntime for LocalReplicas {
                 stop_replica(&dir).await;
             } else if dir.exists() {
                 warn!(app = %spec.app, index, "local replica is not running; starting it again");
+                problem = Some(format!(
+                    "replica {index} had stopped and was started again; its output is in {}",
+                    dir.join("app.log").display()
+                ));
             }
             self.start_replica(spec, index, &dir, &settings).await?;
             ready += 1;
@@ -186,7 +191,29 @@ impl ReplicaRuntime for LocalReplicas {
             stop_replica(&dir).await;
             let _ = tokio::fs::remove_dir_all(&dir).await;
         }
-        Ok(ReplicasState { desired: spec.replicas, ready })
+        Ok(ReplicasState { desired: spec.replicas, ready, problem })
+    }
+
+    async fn stop_all(&self) -> usize {
+        let mut stopped = 0;
+        let dirs = |dir: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|e| e.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                .unwrap_or_default()
+        };
+        for namespace in dirs(&self.root) {
+            for app in dirs(&namespace) {
+                for index in replica_indexes(&app) {
+                    let dir = app.join(index.to_string());
+                    if live_pid(&dir.join("app.pid")).is_some() || live_pid(&dir.join("sidecar.pid")).is_some() {
+                        stop_replica(&dir).await;
+                        stopped += 1;
+                    }
+                }
+            }
+        }
+        self.reap();
+        stopped
     }
 
     async fn remove(&self, namespace: &str, app: &str) -> Result<()> {

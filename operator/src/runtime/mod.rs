@@ -49,6 +49,9 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// The result document the app wrote, when it wrote a valid one.
     pub result: Option<RunResult>,
+    /// Why the result document the app wrote was refused (it broke a bound of the contract);
+    /// its counts are then unknown.
+    pub refused: Option<String>,
     /// Whether the run was stopped at its timeout.
     pub timed_out: bool,
     /// What the runtime saw, for people.
@@ -128,6 +131,11 @@ pub trait Runtime: Send + Sync {
     async fn state(&self, namespace: &str, id: &str) -> Result<RunState>;
     /// Frees what a finished run left (process records, Jobs are left to their TTL).
     async fn forget(&self, namespace: &str, id: &str) -> Result<()>;
+    /// Stops every run this runtime started that still runs, for an operator that takes its
+    /// runs along when it stops; how many it stopped. Runs owned by Kubernetes are left to it.
+    async fn stop_all(&self) -> usize {
+        0
+    }
 }
 
 /// Every key of a Secret as environment variables of a local process (`run` names it in errors).
@@ -151,11 +159,30 @@ pub async fn secret_vars(
         .collect())
 }
 
-/// Parses the result document an app wrote; `None` when it wrote none or garbage.
-pub fn parse_result(text: &str) -> Option<RunResult> {
-    let trimmed = text.trim();
+/// Reads the result document an app wrote through the contract's checks: the result, or
+/// nothing when the app wrote none, or why it was refused.
+pub fn decode_result(bytes: &[u8]) -> (Option<RunResult>, Option<String>) {
+    let trimmed = bytes.trim_ascii();
     if trimmed.is_empty() {
-        return None;
+        return (None, None);
     }
-    serde_json::from_str(trimmed).ok()
+    match RunResult::decode(trimmed) {
+        Ok(result) => (Some(result), None),
+        Err(refused) => (None, Some(refused.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_read_through_the_contract() {
+        assert_eq!(decode_result(b" \n"), (None, None));
+        let (result, refused) = decode_result(br#"{"files":[{"name":"a.csv","rowsWritten":2}]}"#);
+        assert_eq!((result.map(|r| r.rows_stored()), refused), (Some(2), None));
+        let (result, refused) = decode_result(br#"{"files":[{"name":"a.csv","rowsWritten":18446744073709551615}]}"#);
+        assert!(result.is_none());
+        assert!(refused.unwrap().contains("files[0].rowsWritten"));
+    }
 }

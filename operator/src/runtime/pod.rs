@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, Container, EnvFromSource, EnvVar, PodSecurityContext, ResourceRequirements, SeccompProfile,
+        Capabilities, Container, EnvFromSource, EnvVar, Pod, PodSecurityContext, ResourceRequirements, SeccompProfile,
         SecretEnvSource, SecurityContext,
     },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::OwnerReference},
@@ -111,5 +111,63 @@ pub fn secret_env(secret: &str) -> EnvFromSource {
     EnvFromSource {
         secret_ref: Some(SecretEnvSource { name: secret.to_owned(), optional: Some(false) }),
         ..EnvFromSource::default()
+    }
+}
+
+/// Why a pod's containers are stuck rather than starting, in words that say what to fix: an
+/// image that cannot be pulled or does not exist on the node, a configuration that cannot
+/// be made, or a crash loop (pure). `None` while they are starting or running normally.
+pub fn waiting_problem(pods: &[Pod]) -> Option<String> {
+    pods.iter().find_map(|pod| {
+        let name = pod.metadata.name.as_deref().unwrap_or("a pod");
+        let status = pod.status.as_ref()?;
+        let statuses = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        statuses.into_iter().find_map(|container| {
+            let waiting = container.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            let detail = waiting.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            let fix = match reason {
+                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName" => format!(
+                    "image {:?} of container {} cannot be had; check spec.container.image (and that it is on the registry or the node)",
+                    container.image, container.name
+                ),
+                "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+                    format!("container {} cannot be created or started; check spec.container", container.name)
+                }
+                "CrashLoopBackOff" => format!(
+                    "container {} keeps exiting ({} restarts); see `kubectl logs {name} -c {}`",
+                    container.name, container.restart_count, container.name
+                ),
+                _ => return None,
+            };
+            Some(format!("pod {name}: {reason}{detail}; {fix}"))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: &str) -> Pod {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn stuck_containers_are_explained_and_starting_ones_are_not() {
+        let missing = pod(
+            "metadata: {name: obs-1}\nstatus:\n  containerStatuses:\n  - {name: app, image: 'r/missing:1', imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ErrImageNeverPull, message: 'image is not present with pull policy of Never'}}}\n",
+        );
+        let problem = waiting_problem(&[missing]).unwrap();
+        assert!(problem.contains("ErrImageNeverPull") && problem.contains("r/missing:1"), "{problem}");
+        assert!(problem.contains("spec.container.image"), "{problem}");
+        let starting = pod(
+            "metadata: {name: obs-2}\nstatus:\n  containerStatuses:\n  - {name: app, image: 'r/w:1', imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}\n",
+        );
+        assert_eq!(waiting_problem(&[starting]), None);
+        let crashing = pod(
+            "metadata: {name: obs-3}\nstatus:\n  initContainerStatuses:\n  - {name: metrics-sidecar, image: 's:1', imageID: '', ready: false, restartCount: 4, state: {waiting: {reason: CrashLoopBackOff}}}\n",
+        );
+        assert!(waiting_problem(&[crashing]).unwrap().contains("4 restarts"));
     }
 }

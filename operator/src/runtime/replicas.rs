@@ -40,13 +40,16 @@ pub struct ReplicasSpec {
     pub credentials_digest: String,
 }
 
-/// How many replicas run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How many replicas run, and what keeps the others from running.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReplicasState {
     /// Replicas asked for.
     pub desired: u32,
     /// Replicas running with both their processes (or containers) ready.
     pub ready: u32,
+    /// Why replicas do not run or keep stopping (an image that cannot be pulled, a command
+    /// that cannot start, a crash loop), in words that say what to fix.
+    pub problem: Option<String>,
 }
 
 /// Where stream apps run.
@@ -58,4 +61,9 @@ pub trait ReplicaRuntime: Send + Sync {
     async fn apply(&self, spec: &ReplicasSpec) -> Result<ReplicasState>;
     /// Stops every replica of the app and forgets it; succeeds when nothing runs.
     async fn remove(&self, namespace: &str, app: &str) -> Result<()>;
+    /// Stops every replica this runtime started, for an operator that takes its replicas
+    /// along when it stops; how many it stopped. Replicas owned by Kubernetes are left to it.
+    async fn stop_all(&self) -> usize {
+        0
+    }
 }

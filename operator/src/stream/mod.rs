@@ -37,8 +37,12 @@ use crate::{
     conditions::{self, State},
     context::Context,
     error::{Error, Result},
-    k8s,
-    runtime::replicas::{ReplicaRuntime, ReplicasSpec},
+    fit, k8s,
+    runtime::{
+        RuntimeError,
+        replicas::{ReplicaRuntime, ReplicasSpec, ReplicasState},
+    },
+    shutdown::Shutdown,
     tenant::names::{APP_SERVICE_ACCOUNT, CREDENTIALS_SECRET, TenantNames},
 };
 
@@ -60,15 +64,15 @@ pub struct StreamContext {
     pub resync: Duration,
 }
 
-/// Runs the stream ingest manager until the process ends.
-pub async fn run(ctx: Arc<Context>, runtime: Arc<dyn ReplicaRuntime>, resync: Duration) {
+/// Runs the stream ingest manager until `shutdown`.
+pub async fn run(ctx: Arc<Context>, runtime: Arc<dyn ReplicaRuntime>, resync: Duration, shutdown: Shutdown) {
     let client = ctx.client.clone();
     let tenants = k8s::cache(Api::<Tenant>::all(client.clone())).await;
     let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     let stream = Arc::new(StreamContext { ctx, runtime, tenants, resync });
     Controller::new(Api::<StreamIngestApp>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Deployment>::all(client), managed)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.future())
         .run(reconcile, error_policy, stream)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -177,7 +181,15 @@ async fn run_app(app: &StreamIngestApp, stream: &StreamContext) -> Result<Action
         restart_token: target.last_restart.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
         credentials_digest: plan::credentials_digest(&secret),
     };
-    let state = stream.runtime.apply(&spec).await?;
+    let state = match stream.runtime.apply(&spec).await {
+        Ok(state) => state,
+        // An app that cannot start is a state of the app, not an error of the operator.
+        Err(error @ RuntimeError::Start { .. }) => {
+            ReplicasState { desired: spec.replicas, ready: 0, problem: Some(error.to_string()) }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let misfits = fit::stream(app, &tenant, &ctx.platform);
 
     let now = Timestamp::now();
     let previous = app.status.clone().unwrap_or_default();
@@ -191,6 +203,11 @@ async fn run_app(app: &StreamIngestApp, stream: &StreamContext) -> Result<Action
             "Suspended",
             "suspended: no replica runs; consumption resumes from the committed offsets",
         )
+    } else if let Some(first) = misfits.first() {
+        let message = misfits.iter().map(|m| m.message.as_str()).collect::<Vec<_>>().join("; ");
+        State::failed(conditions::READY, first.reason, message)
+    } else if let Some(problem) = &state.problem {
+        State::failed(conditions::READY, "CannotStart", problem.clone())
     } else if state.ready >= state.desired {
         State::ok(conditions::READY, "Running", format!("{} of {} replicas ready", state.ready, state.desired))
     } else {
@@ -203,7 +220,7 @@ async fn run_app(app: &StreamIngestApp, stream: &StreamContext) -> Result<Action
     };
     let mut next = previous.clone();
     next.observed_generation = generation;
-    next.conditions = conditions::merge(&previous.conditions, &[ready, suspended], generation, now);
+    next.conditions = conditions::merge(&previous.conditions, &[ready.clone(), suspended], generation, now);
     next.desired_replicas = state.desired;
     next.ready_replicas = state.ready;
     next.last_restart = target.last_restart.clone();
@@ -214,6 +231,10 @@ async fn run_app(app: &StreamIngestApp, stream: &StreamContext) -> Result<Action
     if let Some(decision) = next.last_decision.as_mut().filter(|d| d.applied_at.is_none()) {
         decision.applied_at = Some(Time(now));
         info!(action = %decision.action, replicas = state.desired, "carried out the monitor's decision");
+    }
+    let was = previous.conditions.iter().find(|c| c.type_ == conditions::READY).map(|c| c.reason.as_str());
+    if !ready.ok && ready.reason != "Starting" && was != Some(ready.reason.as_str()) {
+        ctx.event(&app.object_ref(&()), EventType::Warning, &ready.reason, &ready.message).await;
     }
     if next != previous {
         let status = serde_json::to_value(&next).unwrap_or_default();

@@ -20,33 +20,38 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::EventType,
         finalizer::{Event, finalizer},
+        predicates, reflector,
+        utils::Predicate,
         watcher,
     },
 };
 use mysimbdp_api::{
-    StreamIngestApp, Tenant, TenantStatus,
+    Tenant, TenantStatus,
     constants::{FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, TENANT_FINALIZER},
-    tenant::{OffboardingPolicy, TenantUsage},
+    tenant::OffboardingPolicy,
 };
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::{
-    batch::ledger::start_of_day,
     conditions::{self, State},
     context::Context,
     error::{Error, Result},
     k8s,
+    shutdown::Shutdown,
 };
 
 pub mod credentials;
+#[cfg(test)]
+mod failures;
 pub mod kafka_sync;
 pub mod names;
 pub mod plan;
+pub mod usage;
 
 use credentials::Credentials;
 use names::TenantNames;
@@ -72,14 +77,25 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a tenant waiting on something outside its spec (a namespace conflict) is checked.
 const RECHECK: Duration = Duration::from_secs(30);
 
-/// Runs the tenant controller until the process ends.
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the tenant controller, and the refresh of the tenants' usage beside it, until
+/// `shutdown`. A Tenant is reconciled when its spec changes (its generation: also when it is
+/// marked for deletion) or its finalizers do, when an object it owns changes, and every
+/// [`RESYNC`]; its own status writes (conditions, usage) never trigger it again, so that idle
+/// tenants cost nothing between resyncs.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let client = ctx.client.clone();
     let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
-    Controller::new(Api::<Tenant>::all(client.clone()), watcher::Config::default())
+    let (reader, writer) = reflector::store();
+    let tenants = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+    tokio::spawn(usage::run(ctx.clone(), reader.clone(), shutdown.clone()));
+    Controller::for_stream(tenants, reader)
         .owns(Api::<Namespace>::all(client.clone()), managed.clone())
         .owns(Api::<KubeSecret>::all(client), managed)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.future())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -239,11 +255,10 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let usage = usage(ctx, &names).await?;
     let was_ready = tenant.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY));
     let states = with_summary(parts);
     let ready = states.last().is_some_and(|s| s.ok);
-    write_status(ctx, tenant, &names, &states, Some((staging_url, usage))).await?;
+    write_status(ctx, tenant, &names, &states, staging_url).await?;
     if ready && !was_ready {
         ctx.event(&tenant.object_ref(&()), EventType::Normal, "Ready", "the tenant is onboarded").await;
     }
@@ -251,25 +266,6 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         Some(error) => Err(error),
         None => Ok(Action::requeue(RESYNC)),
     }
-}
-
-/// The tenant's usage against its quotas, from the ledger, its apps and its database.
-async fn usage(ctx: &Context, names: &TenantNames) -> Result<TenantUsage> {
-    let today = ctx.ledger.accepted_since(&names.tenant, start_of_day()).await?;
-    let running = ctx.ledger.runs(mongodb::bson::doc! { "tenant": &names.tenant, "outcome": null }).await?.len();
-    let streams: Api<StreamIngestApp> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let stream_replicas = streams
-        .list(&Default::default())
-        .await
-        .map(|list| list.items.iter().filter_map(|a| a.status.as_ref()).map(|s| s.desired_replicas).sum())
-        .unwrap_or(0);
-    Ok(TenantUsage {
-        files_today: today.files,
-        bytes_today: today.bytes,
-        running_batch_runs: u32::try_from(running).unwrap_or(u32::MAX),
-        stream_replicas,
-        stored_bytes: ctx.coredms.database_size(&names.database).await.unwrap_or_default(),
-    })
 }
 
 fn with_summary(mut parts: Vec<State>) -> Vec<State> {
@@ -336,22 +332,20 @@ async fn offboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Writes the tenant's status once per reconciliation (server-side apply of the status).
+/// Writes the tenant's status once per reconciliation (server-side apply of the status), only
+/// when it changed. The usage is not part of it: [`usage`] refreshes it on its own schedule,
+/// as another field manager.
 async fn write_status(
     ctx: &Context,
     tenant: &Tenant,
     names: &TenantNames,
     states: &[State],
-    found: Option<(Option<String>, TenantUsage)>,
+    staging_url: Option<String>,
 ) -> Result<()> {
     let previous = tenant.status.clone().unwrap_or_default();
     let generation = tenant.metadata.generation;
     let conditions = conditions::merge(&previous.conditions, states, generation, Timestamp::now());
     let ready = conditions::is_true(&conditions, conditions::READY);
-    let (staging_url, usage) = match found {
-        Some((url, usage)) => (url.or(previous.staging_url), Some(usage)),
-        None => (previous.staging_url, previous.usage),
-    };
     let status = TenantStatus {
         conditions,
         observed_generation: generation,
@@ -359,10 +353,10 @@ async fn write_status(
         credentials_secret: ready.then(|| names::CREDENTIALS_SECRET.to_owned()),
         kafka_prefix: Some(names.kafka_prefix.clone()),
         database: Some(names.database.clone()),
-        staging_url,
-        usage,
+        staging_url: staging_url.or(previous.staging_url.clone()),
+        usage: None,
     };
-    if tenant.status.as_ref() == Some(&status) {
+    if (TenantStatus { usage: None, ..previous }) == status {
         return Ok(());
     }
     let api: Api<Tenant> = Api::all(ctx.client.clone());

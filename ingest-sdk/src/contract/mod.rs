@@ -1,8 +1,15 @@
 //! The contract between the platform and an ingest app: the environment a run or replica
 //! receives, the exit codes it answers with, and the result document a batch run writes.
-//! The README of this crate says the same in plain words.
+//! The README of this crate says the same in plain words. [`decode`] is how the platform reads
+//! what apps hand it: checked against the contract's bounds.
 
 use serde::{Deserialize, Serialize};
+
+pub mod decode;
+#[cfg(test)]
+mod props;
+
+pub use decode::Refused;
 
 /// Environment variable names. Every name starts with `MYSIMBDP_`; tenants cannot set such
 /// variables themselves.
@@ -140,6 +147,14 @@ pub struct FileResult {
     pub bytes: u64,
 }
 
+impl FileResult {
+    /// Documents of the file now stored: written by this run or found already written
+    /// (saturating).
+    pub fn rows_stored(&self) -> u64 {
+        self.rows_written.saturating_add(self.rows_duplicate)
+    }
+}
+
 /// A record the app refused, and why.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
@@ -171,19 +186,19 @@ pub struct RunResult {
 pub const MAX_REJECTIONS: usize = 10;
 
 impl RunResult {
-    /// Records read over all files.
+    /// Records read over all files (saturating).
     pub fn rows_read(&self) -> u64 {
-        self.files.iter().map(|f| f.rows_read).sum()
+        self.files.iter().fold(0, |sum, f| sum.saturating_add(f.rows_read))
     }
 
-    /// Documents written over all files, including those found already written.
+    /// Documents written over all files, including those found already written (saturating).
     pub fn rows_stored(&self) -> u64 {
-        self.files.iter().map(|f| f.rows_written + f.rows_duplicate).sum()
+        self.files.iter().fold(0, |sum, f| sum.saturating_add(f.rows_stored()))
     }
 
-    /// Records rejected over all files.
+    /// Records rejected over all files (saturating).
     pub fn rows_rejected(&self) -> u64 {
-        self.files.iter().map(|f| f.rows_rejected).sum()
+        self.files.iter().fold(0, |sum, f| sum.saturating_add(f.rows_rejected))
     }
 
     /// The result as compact JSON, with rejections dropped until it fits in `limit` bytes.
