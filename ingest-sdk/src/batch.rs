@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 use crate::{
     config::{BatchConfig, ConfigError},
     contract::{FileResult, InputFile, MAX_REJECTIONS, Rejection, RunResult, env, exit},
-    read::{ReadError, Record, Records},
+    read::{FileError, ReadError, Record, Records},
     write::{Counts, WriteError, Writer, WriterOptions},
 };
 
@@ -186,6 +186,16 @@ struct Read {
     rejections: Vec<Rejection>,
     bad_files: Vec<String>,
     write_error: Option<WriteError>,
+    /// A file could not be fetched for a reason that may pass (its server is down).
+    unreachable: Option<String>,
+}
+
+/// Why a file of a run cannot be read.
+enum Unreadable {
+    /// Not now (its server is unreachable): the run is retried.
+    Now(String),
+    /// Never as it is (missing, malformed, refused): the files are dead-lettered.
+    Never(String),
 }
 
 fn read_files<W>(input: &[InputFile], required: &[String], mut wrangle: W, mut writer: Writer) -> Read
@@ -196,17 +206,25 @@ where
     let mut rejections = Vec::new();
     let mut bad_files = Vec::new();
     let mut write_error = None;
+    let mut unreachable = None;
     // Every file is checked before any is ingested: the platform dead-letters all the files of a
     // run that answers "bad input", so such a run should have written nothing.
     for file in input {
-        if let Err(error) = open_checked(file, required) {
-            warn!(file = %file.name, %error, "file not ingestible");
-            bad_files.push(error);
+        match open_checked(file, required) {
+            Ok(_) => {}
+            Err(Unreadable::Now(error)) => {
+                warn!(file = %file.name, %error, "file cannot be fetched now; the run is retried");
+                unreachable.get_or_insert(error);
+            }
+            Err(Unreadable::Never(error)) => {
+                warn!(file = %file.name, %error, "file not ingestible");
+                bad_files.push(error);
+            }
         }
     }
-    if !bad_files.is_empty() {
+    if unreachable.is_some() || !bad_files.is_empty() {
         let files = input.iter().map(|f| FileResult { name: f.name.clone(), ..FileResult::default() }).collect();
-        return Read { writer, files, rejections, bad_files, write_error };
+        return Read { writer, files, rejections, bad_files, write_error, unreachable };
     }
     'files: for (part, file) in input.iter().enumerate() {
         let started = Instant::now();
@@ -270,27 +288,30 @@ where
         );
         files.push(result);
     }
-    Read { writer, files, rejections, bad_files, write_error }
+    Read { writer, files, rejections, bad_files, write_error, unreachable }
 }
 
 /// Opens a file and checks its header has the `required` columns.
-fn open_checked(file: &InputFile, required: &[String]) -> Result<Records, String> {
-    let records = Records::open(file).map_err(|e| e.to_string())?;
+fn open_checked(file: &InputFile, required: &[String]) -> Result<Records, Unreadable> {
+    let records = Records::open(file).map_err(|e| match e {
+        FileError::Fetch { retryable: true, .. } => Unreadable::Now(e.to_string()),
+        other => Unreadable::Never(other.to_string()),
+    })?;
     if let Some(header) = records.header() {
         let missing: Vec<&str> = required.iter().filter(|f| header.position(f).is_none()).map(String::as_str).collect();
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(Unreadable::Never(format!(
                 "{}: missing column(s) {} in the header; the app needs them, so the run ingested nothing",
                 file.name,
                 missing.join(", ")
-            ));
+            )));
         }
     }
     Ok(records)
 }
 
 async fn finish(read: Read, started: Instant) -> Outcome {
-    let Read { writer, mut files, rejections, bad_files, write_error } = read;
+    let Read { writer, mut files, rejections, bad_files, write_error, unreachable } = read;
     let written = writer.finish().await;
     let counts = match &written {
         Ok(counts) => counts.as_slice(),
@@ -302,8 +323,9 @@ async fn finish(read: Read, started: Instant) -> Outcome {
     }
     // A failed write is the run's failure even when reading had failed too: the run did not
     // finish, and a retry tells what else is wrong.
-    let (code, error) = match (written.err().or(write_error), bad_files.is_empty()) {
-        (Some(e), _) => (exit::RETRY, Some(e.to_string())),
+    let failed = written.err().map(|e| e.to_string()).or(write_error.map(|e| e.to_string())).or(unreachable);
+    let (code, error) = match (failed, bad_files.is_empty()) {
+        (Some(e), _) => (exit::RETRY, Some(e)),
         (None, false) => (exit::BAD_INPUT, Some(bad_files.join("; "))),
         (None, true) => (exit::OK, None),
     };

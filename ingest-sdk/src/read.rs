@@ -21,8 +21,8 @@ use crate::contract::{Format, InputFile};
 /// A file cannot be read at all; retrying will not help.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    /// The URL is not a `file://` URL.
-    #[error("{file}: cannot read {url}: only file:// URLs are supported by this SDK")]
+    /// The URL is not a `file://`, `http://` or `https://` URL.
+    #[error("{file}: cannot read {url}: only file://, http:// and https:// URLs are supported by this SDK")]
     UnsupportedUrl {
         /// The file's name.
         file: String,
@@ -38,6 +38,20 @@ pub enum FileError {
         path: PathBuf,
         /// Why.
         source: io::Error,
+    },
+    /// Fetching the file over HTTP failed. `retryable` when the server could not be reached
+    /// or failed (a later run may succeed); not when it refused the request (an expired or
+    /// wrong link, a file that is gone).
+    #[error("{file}: cannot fetch {url}: {reason}")]
+    Fetch {
+        /// The file's name.
+        file: String,
+        /// Its URL without the query (a pre-signed URL's query is a credential).
+        url: String,
+        /// Why.
+        reason: String,
+        /// Whether trying again later may succeed.
+        retryable: bool,
     },
     /// The CSV header row is missing or unusable.
     #[error("{file}: bad CSV header (line 1): {reason}")]
@@ -174,13 +188,19 @@ enum Inner {
 }
 
 impl Records {
-    /// Opens an input file by its URL and format.
+    /// Opens an input file by its URL and format: a local file (`file://`, the local runtime and
+    /// a mounted store), or a link that needs no credentials (`http(s)://`, e.g. a pre-signed
+    /// URL of an object store), read as it streams in.
     pub fn open(input: &InputFile) -> Result<Self, FileError> {
-        let path = local_path(input)?;
-        let file = File::open(&path).map_err(|source| FileError::Open { file: input.name.clone(), path, source })?;
+        let reader: Box<dyn Read + Send> = if input.url.starts_with("http://") || input.url.starts_with("https://") {
+            Box::new(fetch(input)?)
+        } else {
+            let path = local_path(input)?;
+            Box::new(File::open(&path).map_err(|source| FileError::Open { file: input.name.clone(), path, source })?)
+        };
         match input.format {
-            Format::Csv => Self::csv(&input.name, file),
-            Format::JsonLines => Ok(Self::json_lines(&input.name, file)),
+            Format::Csv => Self::csv(&input.name, reader),
+            Format::JsonLines => Ok(Self::json_lines(&input.name, reader)),
         }
     }
 
@@ -367,6 +387,41 @@ impl Iterator for Records {
     }
 }
 
+/// How long connecting and each read of a fetched file may take.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The body of an `http(s)://` input, as a stream.
+fn fetch(input: &InputFile) -> Result<impl Read + Send + 'static, FileError> {
+    let shown = input.url.split('?').next().unwrap_or_default().to_owned();
+    let failed = |reason: String, retryable: bool| FileError::Fetch {
+        file: input.name.clone(),
+        url: shown.clone(),
+        reason,
+        retryable,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(FETCH_TIMEOUT))
+        .timeout_recv_response(Some(FETCH_TIMEOUT))
+        .timeout_recv_body(None)
+        .http_status_as_error(false)
+        // OpenSSL, as the rest of the platform, with the system's root certificates.
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::NativeTls)
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .build()
+        .into();
+    let response = agent.get(&input.url).call().map_err(|e| failed(e.to_string(), true))?;
+    let status = response.status();
+    if !status.is_success() {
+        // 5xx: the server failed and may not next time; 4xx: the link itself is refused.
+        return Err(failed(format!("the server answered {status}"), status.is_server_error()));
+    }
+    Ok(response.into_body().into_reader())
+}
+
 /// The local path of a `file://` URL. The operator writes paths as they are; a percent-encoded
 /// URL (as other producers write) is decoded when the path as written does not exist.
 fn local_path(input: &InputFile) -> Result<PathBuf, FileError> {
@@ -526,6 +581,43 @@ mod tests {
         assert!(error.to_string().starts_with("a.csv: cannot open /nonexistent/dir/a.csv"), "{error}");
         let s3 = InputFile { url: "s3://bucket/a.csv".into(), ..missing };
         assert!(matches!(Records::open(&s3), Err(FileError::UnsupportedUrl { .. })));
+    }
+
+    /// Serves one HTTP response per connection on loopback, `answers` in turn; the URL.
+    fn serve(answers: Vec<(&'static str, &'static str)>) -> String {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url =
+            format!("http://{}/bucket/t/processing/id/a.csv?X-Amz-Signature=secret", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let Ok((mut stream, _)) = listener.accept() else { return };
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn links_are_read_as_they_stream_and_failures_say_whether_to_retry() {
+        let url =
+            serve(vec![("200 OK", "year,month\n2013,1\n2013,2\n"), ("403 Forbidden", "expired"), ("503 Busy", "")]);
+        let input = InputFile { url, name: "a.csv".into(), format: Format::Csv, bytes: 0, sha256: String::new() };
+        let rows: Vec<_> =
+            Records::open(&input).unwrap().map(|r| r.unwrap().get("month").unwrap().to_owned()).collect();
+        assert_eq!(rows, ["1", "2"]);
+        let refused = Records::open(&input).err().unwrap();
+        assert!(matches!(refused, FileError::Fetch { retryable: false, .. }), "{refused}");
+        assert!(!refused.to_string().contains("secret"), "the signature is not shown: {refused}");
+        assert!(matches!(Records::open(&input), Err(FileError::Fetch { retryable: true, .. })));
+        let closed = InputFile { url: "http://127.0.0.1:1/a.csv".into(), ..input };
+        assert!(matches!(Records::open(&closed), Err(FileError::Fetch { retryable: true, .. })));
     }
 
     #[test]

@@ -58,9 +58,15 @@ pub struct PlatformArgs {
     #[arg(long, env = "MYSIMBDP_POSTGRES_URL", hide_env_values = true, hide = true)]
     pub postgres_url: Option<String>,
 
-    /// Where tenants stage files: file:///absolute/path.
+    /// Where tenants stage files: file:///absolute/path, or s3://bucket[/prefix] (credentials,
+    /// region and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+    /// AWS_ENDPOINT; AWS_ALLOW_HTTP=true for a plain-HTTP endpoint).
     #[arg(long, env = "MYSIMBDP_STAGING_URL", default_value = "file:///var/lib/mysimbdp/staging")]
     pub staging_url: String,
+    /// s3:// staging: the S3 endpoint as apps reach it, when it differs from the operator's
+    /// (each run gets pre-signed links to its own files, signed for this endpoint).
+    #[arg(long, env = "MYSIMBDP_APP_STAGING_ENDPOINT")]
+    pub app_staging_endpoint: Option<String>,
 
     /// Most CPU cores one tenant may have.
     #[arg(long, env = "MYSIMBDP_TENANT_MAX_CPU", default_value_t = 16.0)]
@@ -254,7 +260,8 @@ impl PlatformArgs {
                 Arc::new(FerretDbAdmin::new(mongo.clone(), Secret::new(url)))
             }
         };
-        let staging = Arc::new(staging::open(&self.staging_url)?);
+        let staging =
+            Arc::new(staging::ObjectStaging::open_for_apps(&self.staging_url, self.app_staging_endpoint.as_deref())?);
         let reporter = Reporter {
             controller: "mysimbdp-operator".into(),
             instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),

@@ -28,6 +28,10 @@ use crate::{
     tenant::names::{APP_SERVICE_ACCOUNT, CREDENTIALS_SECRET, TenantNames},
 };
 
+/// How much longer than its run's timeout a link to a file stays valid (the run may start a
+/// little after the link is made).
+const LINK_MARGIN: Duration = Duration::from_secs(600);
+
 impl Manager {
     /// Settles every run that has finished; how many there were.
     pub(super) async fn settle_runs(&self) -> Result<usize> {
@@ -253,23 +257,23 @@ impl Manager {
         let app_name = app.name_any();
         let random: u32 = rand::rng().random();
         let id = format!("{app_name}-{}{:04x}", Timestamp::now().strftime("%H%M%S"), random & 0xffff);
-        let inputs: Vec<InputFile> = files
-            .iter()
-            .map(|f| {
-                let location = Location::incoming(&f.tenant, &f.name).moved(FileState::Processing, &f.id);
-                InputFile {
-                    url: self.ctx.staging.url(&location),
-                    name: f.name.clone(),
-                    format: if f.format.as_deref() == Some("JsonLines") {
-                        contract::Format::JsonLines
-                    } else {
-                        contract::Format::Csv
-                    },
-                    bytes: u64::try_from(f.bytes).unwrap_or(0),
-                    sha256: f.sha256.clone(),
-                }
-            })
-            .collect();
+        // Links to the run's files (and to no other) last as long as the run may, and a margin.
+        let valid_for = app.spec.timeout.get().saturating_add(LINK_MARGIN);
+        let mut inputs: Vec<InputFile> = Vec::with_capacity(files.len());
+        for f in &files {
+            let location = Location::incoming(&f.tenant, &f.name).moved(FileState::Processing, &f.id);
+            inputs.push(InputFile {
+                url: self.ctx.staging.app_url(&location, valid_for).await?,
+                name: f.name.clone(),
+                format: if f.format.as_deref() == Some("JsonLines") {
+                    contract::Format::JsonLines
+                } else {
+                    contract::Format::Csv
+                },
+                bytes: u64::try_from(f.bytes).unwrap_or(0),
+                sha256: f.sha256.clone(),
+            });
+        }
         let delivery = match tenant.spec.agreement.delivery {
             DeliveryGuarantee::AtMostOnce => "AtMostOnce",
             DeliveryGuarantee::AtLeastOnce => "AtLeastOnce",

@@ -171,7 +171,11 @@ pub trait Staging: Send + Sync {
     async fn write_reason(&self, beside: &Location, text: &str) -> Result<()>;
     /// Whether a file exists.
     async fn exists(&self, location: &Location) -> Result<bool>;
-    /// The URL an app reads a file from.
+    /// The URL an app reads a file from: a link that needs no credentials and lasts
+    /// `valid_for` where the store can sign one (an object store's pre-signed URL, at the
+    /// endpoint apps reach), else the file's own URL (`file://`, for apps that see the store).
+    async fn app_url(&self, location: &Location, valid_for: std::time::Duration) -> Result<String>;
+    /// The file's URL in the store.
     fn url(&self, location: &Location) -> String;
     /// Deletes the tenant's files in `state` last changed before `cutoff`; returns how many.
     async fn expire(&self, tenant: &str, state: FileState, cutoff: Timestamp) -> Result<u64>;

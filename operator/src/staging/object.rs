@@ -7,13 +7,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use k8s_openapi::jiff::Timestamp;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path, signer::Signer};
 
 use super::{FileState, Location, Result, StagedFile, Staging, StagingError, is_partial_upload};
 
 /// Staging areas in one object store.
 pub struct ObjectStaging {
     store: Arc<dyn ObjectStore>,
+    /// Signs links to single files at the endpoint apps reach, with the key prefix under which
+    /// the areas live (an S3 store).
+    signer: Option<(Arc<dyn Signer>, String)>,
     /// The URL of the store's root, without a trailing slash.
     root_url: String,
     /// The root directory when the store is the local filesystem.
@@ -22,7 +25,19 @@ pub struct ObjectStaging {
 
 impl ObjectStaging {
     /// Opens `file:///absolute/path` (created when missing) or, with the `s3` feature,
-    /// `s3://bucket/prefix` (credentials and region from the usual AWS environment variables).
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual AWS environment
+    /// variables). Links for apps are signed for `app_endpoint` when given (the address apps
+    /// reach the store at, when it differs from the operator's), else for the store's own.
+    pub fn open_for_apps(url: &str, app_endpoint: Option<&str>) -> Result<Self> {
+        let trimmed = url.trim_end_matches('/');
+        if trimmed.starts_with("s3://") {
+            return Self::open_s3(trimmed, app_endpoint);
+        }
+        Self::open(url)
+    }
+
+    /// Opens a store as [`ObjectStaging::open_for_apps`] does, links signed for the store's own
+    /// endpoint.
     pub fn open(url: &str) -> Result<Self> {
         let trimmed = url.trim_end_matches('/');
         if let Some(path) = trimmed.strip_prefix("file://") {
@@ -37,33 +52,47 @@ impl ObjectStaging {
             let store = LocalFileSystem::new_with_prefix(path)
                 .map_err(|source| StagingError::Store { operation: "open", path: path.into(), source })?
                 .with_automatic_cleanup(true);
-            return Ok(Self { store: Arc::new(store), root_url: trimmed.into(), local_root: Some(path.into()) });
+            return Ok(Self {
+                store: Arc::new(store),
+                signer: None,
+                root_url: trimmed.into(),
+                local_root: Some(path.into()),
+            });
         }
         if trimmed.starts_with("s3://") {
-            return Self::open_s3(trimmed);
+            return Self::open_s3(trimmed, None);
         }
         Err(StagingError::Url { url: url.into(), reason: "use file:///absolute/path or s3://bucket/prefix".into() })
     }
 
     #[cfg(feature = "s3")]
-    fn open_s3(url: &str) -> Result<Self> {
+    fn open_s3(url: &str, app_endpoint: Option<&str>) -> Result<Self> {
         let (bucket_url, prefix) = match url["s3://".len()..].split_once('/') {
-            Some((bucket, prefix)) => (format!("s3://{bucket}"), Some(prefix.to_owned())),
+            Some((bucket, prefix)) => (format!("s3://{bucket}"), Some(prefix.trim_matches('/').to_owned())),
             None => (url.to_owned(), None),
         };
-        let s3 = object_store::aws::AmazonS3Builder::from_env()
-            .with_url(&bucket_url)
-            .build()
-            .map_err(|source| StagingError::Store { operation: "open", path: url.into(), source })?;
+        let build = |endpoint: Option<&str>| {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(&bucket_url);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+            }
+            builder.build().map_err(|source| StagingError::Store { operation: "open", path: url.into(), source })
+        };
+        let s3 = build(None)?;
+        let signer: Arc<dyn Signer> = match app_endpoint {
+            Some(endpoint) => Arc::new(build(Some(endpoint))?),
+            None => Arc::new(s3.clone()),
+        };
+        let key_prefix = prefix.clone().map(|p| format!("{p}/")).unwrap_or_default();
         let store: Arc<dyn ObjectStore> = match prefix {
             Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)),
             None => Arc::new(s3),
         };
-        Ok(Self { store, root_url: url.into(), local_root: None })
+        Ok(Self { store, signer: Some((signer, key_prefix)), root_url: url.into(), local_root: None })
     }
 
     #[cfg(not(feature = "s3"))]
-    fn open_s3(url: &str) -> Result<Self> {
+    fn open_s3(url: &str, _app_endpoint: Option<&str>) -> Result<Self> {
         Err(StagingError::Url {
             url: url.into(),
             reason: "this build has no S3 support; build the operator with the `s3` feature".into(),
@@ -183,6 +212,16 @@ impl Staging for ObjectStaging {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(Self::store_err("look up", path.as_ref())(e)),
         }
+    }
+
+    async fn app_url(&self, location: &Location, valid_for: std::time::Duration) -> Result<String> {
+        let Some((signer, prefix)) = &self.signer else { return Ok(self.url(location)) };
+        let key = Path::from(format!("{prefix}{}", location.path()));
+        let url = signer
+            .signed_url(object_store::signer::Method::GET, &key, valid_for)
+            .await
+            .map_err(Self::store_err("sign a link to", key.as_ref()))?;
+        Ok(url.to_string())
     }
 
     fn url(&self, location: &Location) -> String {

@@ -79,9 +79,10 @@ const RECHECK: Duration = Duration::from_secs(30);
 
 /// Runs the tenant controller, and the refresh of the tenants' usage beside it, until
 /// `shutdown`. A Tenant is reconciled when its spec changes (its generation: also when it is
-/// marked for deletion) or its finalizers do, when an object it owns changes, and every
-/// [`RESYNC`]; its own status writes (conditions, usage) never trigger it again, so that idle
-/// tenants cost nothing between resyncs.
+/// marked for deletion), its finalizers or its annotations do (`kubectl annotate` asks for a
+/// reconciliation), when an object it owns changes, and every [`RESYNC`]; its own status
+/// writes (conditions, usage) never trigger it again, so that idle tenants cost nothing
+/// between resyncs.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let client = ctx.client.clone();
     let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
@@ -90,7 +91,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers).combine(predicates::annotations),
+            Default::default(),
+        );
     tokio::spawn(usage::run(ctx.clone(), reader.clone(), shutdown.clone()));
     Controller::for_stream(tenants, reader)
         .owns(Api::<Namespace>::all(client.clone()), managed.clone())
