@@ -350,6 +350,14 @@ pub struct BatchArgs {
         default_missing_value = "true"
     )]
     pub local_stop_on_exit: bool,
+    /// kubernetes runtime: a node label KEY=VALUE every tenant pod (batch runs, stream
+    /// replicas) must land on, e.g. nodes dedicated to tenants (repeatable).
+    #[arg(long = "app-node-selector", env = "MYSIMBDP_APP_NODE_SELECTOR", value_delimiter = ',', value_parser = parse_annotation)]
+    pub app_node_selector: Vec<(String, String)>,
+    /// kubernetes runtime: a taint every tenant pod tolerates, KEY[=VALUE]:EFFECT as `kubectl
+    /// taint` writes it (repeatable).
+    #[arg(long = "app-toleration", env = "MYSIMBDP_APP_TOLERATIONS", value_delimiter = ',', value_parser = crate::runtime::pod::parse_toleration)]
+    pub app_tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
     /// kubernetes runtime: an annotation KEY=VALUE for every run's pod (repeatable).
     #[arg(long = "run-pod-annotation", env = "MYSIMBDP_RUN_POD_ANNOTATIONS", value_delimiter = ',', value_parser = parse_annotation)]
     pub run_pod_annotations: Vec<(String, String)>,
@@ -372,7 +380,16 @@ impl BatchArgs {
                 self.kubernetes_staging_claim.clone(),
                 self.kubernetes_staging_path.clone(),
                 self.run_pod_annotations.iter().cloned().collect(),
+                self.placement(),
             )),
+        }
+    }
+
+    /// Where tenant pods land.
+    pub fn placement(&self) -> crate::runtime::pod::Placement {
+        crate::runtime::pod::Placement {
+            node_selector: self.app_node_selector.iter().cloned().collect(),
+            tolerations: self.app_tolerations.clone(),
         }
     }
 
@@ -411,6 +428,7 @@ impl StreamArgs {
         kind: RuntimeKind,
         runs_dir: &std::path::Path,
         client: kube::Client,
+        placement: crate::runtime::pod::Placement,
     ) -> Arc<dyn crate::runtime::replicas::ReplicaRuntime> {
         match kind {
             RuntimeKind::Local => Arc::new(crate::runtime::local_replicas::LocalReplicas::new(
@@ -418,9 +436,11 @@ impl StreamArgs {
                 self.sidecar_command.clone(),
                 client,
             )),
-            RuntimeKind::Kubernetes => {
-                Arc::new(crate::runtime::deployment::DeploymentRuntime::new(client, self.sidecar_image.clone()))
-            }
+            RuntimeKind::Kubernetes => Arc::new(crate::runtime::deployment::DeploymentRuntime::new(
+                client,
+                self.sidecar_image.clone(),
+                placement,
+            )),
         }
     }
 }

@@ -32,7 +32,11 @@ async fn replicas_are_a_restricted_deployment_that_scales_on_fake_nodes() {
     let app =
         Api::<StreamIngestApp>::namespaced(client.clone(), &ns).create(&PostParams::default(), &app).await.unwrap();
 
-    let runtime = DeploymentRuntime::new(client.clone(), "registry.example.com/mysimbdp/sidecar:0.1.0".into());
+    let runtime = DeploymentRuntime::new(
+        client.clone(),
+        "registry.example.com/mysimbdp/sidecar:0.1.0".into(),
+        Default::default(),
+    );
     let mut spec = ReplicasSpec {
         tenant: "nimbus-weather".into(),
         namespace: ns.clone(),

@@ -44,7 +44,7 @@ async fn a_run_is_a_restricted_job_that_completes_on_a_fake_node() {
     // standing in for what the app writes to /dev/termination-log.
     let annotations =
         BTreeMap::from([("mysimbdp.io/fake-termination-message".to_owned(), serde_json::to_string(&result).unwrap())]);
-    let runtime = KubernetesRuntime::new(client.clone(), None, "/staging".into(), annotations);
+    let runtime = KubernetesRuntime::new(client.clone(), None, "/staging".into(), annotations, Default::default());
     let id = unique("flights").replace('_', "-");
     let spec = RunSpec {
         id: id.clone(),

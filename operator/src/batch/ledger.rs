@@ -139,6 +139,9 @@ pub struct RunRecord {
     /// Why the run's result document was refused, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_refused: Option<String>,
+    /// The run could not even start (its command or image cannot be had).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cannot_start: bool,
 }
 
 /// Start of the current UTC day, when the daily allowances start again.

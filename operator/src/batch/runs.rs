@@ -146,6 +146,9 @@ impl Manager {
         if let Some(code) = outcome.exit_code {
             set.insert("exitCode", code);
         }
+        if outcome.cannot_start {
+            set.insert("cannotStart", true);
+        }
         if let Some(refused) = &outcome.refused {
             // The run's files are settled by its exit code; only its counts are unknown.
             set.insert("resultRefused", refused);
@@ -316,6 +319,7 @@ impl Manager {
                 rows_written: None,
                 message: None,
                 result_refused: None,
+                cannot_start: false,
             })
             .await?;
         for file in &files {
@@ -325,7 +329,7 @@ impl Manager {
         debug!(run = %id, files = ids.len(), "starting run");
         if let Err(error) = self.runtime.start(&spec).await {
             warn!(run = %id, %error, "run did not start");
-            let outcome = RunOutcome { message: error.to_string(), ..RunOutcome::default() };
+            let outcome = RunOutcome { message: error.to_string(), cannot_start: true, ..RunOutcome::default() };
             let run = self.ledger.runs(doc! { "_id": &id }).await?.into_iter().next();
             if let Some(run) = run {
                 self.settle(&run, outcome).await?;

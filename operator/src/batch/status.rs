@@ -173,6 +173,15 @@ pub async fn refresh(
             message: r.message.clone().unwrap_or_default(),
         });
         let results = results(last.as_ref().and_then(|r| r.result_refused.as_deref()));
+        // An app whose last run could not even start cannot run as it is.
+        let ready = match last.as_ref().filter(|r| r.cannot_start && ready.ok) {
+            Some(run) => State::failed(
+                conditions::READY,
+                "CannotStart",
+                format!("run {} could not start: {}", run.id, run.message.as_deref().unwrap_or_default()),
+            ),
+            None => ready,
+        };
         let previous = app.status.clone().unwrap_or_default();
         let was = previous.conditions.iter().find(|c| c.type_ == conditions::READY).map(|c| c.reason.clone());
         let newly_unfit =

@@ -111,7 +111,8 @@ async fn main() -> ExitCode {
     info!(metrics = %addr, staging = %cli.platform.staging_url, parts = ?cli.controllers, "mysimbdp operator started");
     let mut parts = JoinSet::new();
     let runtime = cli.batch.runtime(ctx.client.clone());
-    let replicas = cli.stream.runtime(cli.batch.runtime, &cli.batch.runs_dir, ctx.client.clone());
+    let replicas =
+        cli.stream.runtime(cli.batch.runtime, &cli.batch.runs_dir, ctx.client.clone(), cli.batch.placement());
     if cli.controllers.contains(&Part::Batch) {
         parts.spawn(batch::run(
             ctx.clone(),

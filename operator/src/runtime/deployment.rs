@@ -44,12 +44,14 @@ const COMPONENT: &str = "stream-app";
 pub struct DeploymentRuntime {
     client: kube::Client,
     sidecar_image: String,
+    placement: pod::Placement,
 }
 
 impl DeploymentRuntime {
-    /// Deployments through `client`, with the sidecar from `sidecar_image`.
-    pub fn new(client: kube::Client, sidecar_image: String) -> Self {
-        Self { client, sidecar_image }
+    /// Deployments through `client`, with the sidecar from `sidecar_image`, their pods landing
+    /// as `placement` says.
+    pub fn new(client: kube::Client, sidecar_image: String, placement: pod::Placement) -> Self {
+        Self { client, sidecar_image, placement }
     }
 
     /// The Deployment of an app (pure).
@@ -100,6 +102,15 @@ impl DeploymentRuntime {
             security_context: Some(pod::locked_down()),
             ..Container::default()
         };
+        let mut pod_spec = PodSpec {
+            service_account_name: Some(spec.service_account.clone()),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod::restricted_pod()),
+            init_containers: Some(vec![sidecar]),
+            containers: vec![app],
+            ..PodSpec::default()
+        };
+        self.placement.apply(&mut pod_spec);
         Deployment {
             metadata: ObjectMeta {
                 name: Some(spec.app.clone()),
@@ -122,14 +133,7 @@ impl DeploymentRuntime {
                         ])),
                         ..ObjectMeta::default()
                     }),
-                    spec: Some(PodSpec {
-                        service_account_name: Some(spec.service_account.clone()),
-                        automount_service_account_token: Some(false),
-                        security_context: Some(pod::restricted_pod()),
-                        init_containers: Some(vec![sidecar]),
-                        containers: vec![app],
-                        ..PodSpec::default()
-                    }),
+                    spec: Some(pod_spec),
                 },
                 ..DeploymentSpec::default()
             }),
@@ -208,7 +212,8 @@ mod tests {
     #[tokio::test]
     async fn the_deployment_runs_the_app_beside_a_native_sidecar_locked_down() {
         let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
-        let deployment = DeploymentRuntime::new(client, "r/sidecar:0.1.0".into()).deployment(&spec());
+        let deployment =
+            DeploymentRuntime::new(client, "r/sidecar:0.1.0".into(), pod::Placement::default()).deployment(&spec());
         let yaml = serde_yaml::to_string(&deployment).unwrap();
         let template = deployment.spec.as_ref().unwrap().template.clone();
         let pod = template.spec.unwrap();

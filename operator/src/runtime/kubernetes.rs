@@ -15,9 +15,9 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{ListParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
-use mysimbdp_ingest_sdk::contract::env;
+use mysimbdp_ingest_sdk::contract::{decode::cut, env};
 use tracing::info;
 
 use super::{Result, RunOutcome, RunSpec, RunState, Runtime, RuntimeError, decode_result, pod};
@@ -38,18 +38,21 @@ pub struct KubernetesRuntime {
     staging_path: String,
     /// Annotations put on every run's pod (for the cluster's own tooling).
     pod_annotations: BTreeMap<String, String>,
+    /// The nodes runs may land on.
+    placement: pod::Placement,
 }
 
 impl KubernetesRuntime {
     /// Jobs through `client`; when `staging_claim` is set, the claim of that name is mounted at
-    /// `staging_path`; every pod gets `pod_annotations`.
+    /// `staging_path`; every pod gets `pod_annotations` and lands as `placement` says.
     pub fn new(
         client: kube::Client,
         staging_claim: Option<String>,
         staging_path: String,
         pod_annotations: BTreeMap<String, String>,
+        placement: pod::Placement,
     ) -> Self {
-        Self { client, staging_claim, staging_path, pod_annotations }
+        Self { client, staging_claim, staging_path, pod_annotations, placement }
     }
 
     /// The Job of a run (pure).
@@ -78,6 +81,16 @@ impl KubernetesRuntime {
             }]
         });
         let timeout = i64::try_from(spec.timeout.as_secs()).unwrap_or(i64::MAX).max(1);
+        let mut pod_spec = PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(spec.service_account.clone()),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod::restricted_pod()),
+            containers: vec![container],
+            volumes,
+            ..PodSpec::default()
+        };
+        self.placement.apply(&mut pod_spec);
         Job {
             metadata: ObjectMeta {
                 name: Some(spec.id.clone()),
@@ -97,15 +110,7 @@ impl KubernetesRuntime {
                         annotations: (!self.pod_annotations.is_empty()).then(|| self.pod_annotations.clone()),
                         ..ObjectMeta::default()
                     }),
-                    spec: Some(PodSpec {
-                        restart_policy: Some("Never".into()),
-                        service_account_name: Some(spec.service_account.clone()),
-                        automount_service_account_token: Some(false),
-                        security_context: Some(pod::restricted_pod()),
-                        containers: vec![container],
-                        volumes,
-                        ..PodSpec::default()
-                    }),
+                    spec: Some(pod_spec),
                 },
                 ..JobSpec::default()
             }),
@@ -145,27 +150,43 @@ impl Runtime for KubernetesRuntime {
         let status = job.status.unwrap_or_default();
         let conditions = status.conditions.unwrap_or_default();
         let finished = conditions.iter().find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True");
-        let Some(condition) = finished else {
-            return Ok(RunState::Running);
-        };
-        let timed_out = condition.reason.as_deref() == Some("DeadlineExceeded");
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let listed = pods
             .list(&ListParams::default().labels(&format!("{LABEL_RUN}={id}")))
             .await
             .map_err(Self::kube_error("read the run's pod", id))?;
+        let Some(condition) = finished else {
+            // A pod that can never start (its image cannot be had, its configuration cannot
+            // be made) would wait for the Job's deadline: the run ends now, and says why.
+            if let Some(problem) = pod::waiting_problem(&listed.items) {
+                jobs.delete(id, &DeleteParams::background()).await.map_err(Self::kube_error("delete the Job", id))?;
+                let message = format!("the run's pod cannot start: {problem}");
+                return Ok(RunState::Finished(RunOutcome { cannot_start: true, message, ..RunOutcome::default() }));
+            }
+            return Ok(RunState::Running);
+        };
+        let timed_out = condition.reason.as_deref() == Some("DeadlineExceeded");
         let terminated = listed
             .items
             .into_iter()
             .filter_map(|p| p.status?.container_statuses?.into_iter().find(|c| c.name == "app")?.state?.terminated)
             .next();
         let exit_code = terminated.as_ref().map(|t| t.exit_code);
-        let (result, refused) = terminated
-            .as_ref()
-            .and_then(|t| t.message.as_deref())
-            .map_or((None, None), |m| decode_result(m.as_bytes()));
-        let message = match (&terminated, timed_out) {
+        // The termination message is the result document, or (when the app wrote none and
+        // failed) the end of its output.
+        let written = terminated.as_ref().and_then(|t| t.message.as_deref()).unwrap_or_default();
+        let (result, refused, output) = if written.trim_start().starts_with('{') {
+            let (result, refused) = decode_result(written.as_bytes());
+            (result, refused, None)
+        } else {
+            (None, None, Some(written.trim()).filter(|w| !w.is_empty()))
+        };
+        let mut message = match (&terminated, timed_out) {
             (_, true) => "the Job passed its deadline and was stopped".to_owned(),
+            (Some(t), _) if t.reason.as_deref() == Some("OOMKilled") => format!(
+                "the app ran out of memory and was killed at its limit (OOMKilled, exit code {}); raise spec.container.resources.memory within the tenant's quota",
+                t.exit_code
+            ),
             (Some(t), _) => format!(
                 "the app exited with code {}{}",
                 t.exit_code,
@@ -173,7 +194,10 @@ impl Runtime for KubernetesRuntime {
             ),
             (None, _) => condition.message.clone().unwrap_or_else(|| "the Job finished without a pod status".into()),
         };
-        Ok(RunState::Finished(RunOutcome { exit_code, result, refused, timed_out, message }))
+        if let Some(output) = output {
+            message.push_str(&format!("; its last output: {}", cut(output, 500)));
+        }
+        Ok(RunState::Finished(RunOutcome { exit_code, result, refused, timed_out, message, cannot_start: false }))
     }
 
     async fn forget(&self, _namespace: &str, _id: &str) -> Result<()> {

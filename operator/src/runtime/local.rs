@@ -163,7 +163,7 @@ impl Runtime for LocalRuntime {
                 "the run's processes ended without recording an exit code (killed, or the machine restarted)".to_owned()
             }
         };
-        Ok(RunState::Finished(RunOutcome { exit_code, result, refused, timed_out, message }))
+        Ok(RunState::Finished(RunOutcome { exit_code, result, refused, timed_out, message, cannot_start: false }))
     }
 
     async fn forget(&self, _namespace: &str, id: &str) -> Result<()> {

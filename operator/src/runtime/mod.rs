@@ -54,6 +54,9 @@ pub struct RunOutcome {
     pub refused: Option<String>,
     /// Whether the run was stopped at its timeout.
     pub timed_out: bool,
+    /// Whether the run could not even start (a command or image that cannot be had): the app
+    /// cannot run as it is, whatever its files.
+    pub cannot_start: bool,
     /// What the runtime saw, for people.
     pub message: String,
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, Container, EnvFromSource, EnvVar, Pod, PodSecurityContext, ResourceRequirements, SeccompProfile,
-        SecretEnvSource, SecurityContext,
+        SecretEnvSource, SecurityContext, Toleration,
     },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::OwnerReference},
 };
@@ -18,6 +18,53 @@ use mysimbdp_api::{
         MANAGED_BY, PART_OF,
     },
 };
+
+/// Where tenant pods may run: the nodes the platform dedicates to them (a node selector) and
+/// the taints those nodes carry (tolerations).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    /// Node labels the pods must land on.
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    pub tolerations: Vec<Toleration>,
+}
+
+impl Placement {
+    /// Sets the placement on a pod spec.
+    pub fn apply(&self, spec: &mut k8s_openapi::api::core::v1::PodSpec) {
+        if !self.node_selector.is_empty() {
+            spec.node_selector = Some(self.node_selector.clone());
+        }
+        if !self.tolerations.is_empty() {
+            spec.tolerations = Some(self.tolerations.clone());
+        }
+    }
+}
+
+/// Parses a toleration written `KEY[=VALUE]:EFFECT` (`EFFECT` one of NoSchedule,
+/// PreferNoSchedule, NoExecute), as `kubectl taint` writes taints.
+pub fn parse_toleration(text: &str) -> Result<Toleration, String> {
+    let (key_value, effect) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not KEY[=VALUE]:EFFECT (e.g. dedicated=tenants:NoSchedule)"))?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!("{text:?}: the effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"));
+    }
+    let (key, value) = match key_value.split_once('=') {
+        Some((key, value)) => (key, Some(value.to_owned())),
+        None => (key_value, None),
+    };
+    if key.is_empty() {
+        return Err(format!("{text:?}: the key is empty"));
+    }
+    Ok(Toleration {
+        key: Some(key.to_owned()),
+        operator: Some(if value.is_some() { "Equal" } else { "Exists" }.to_owned()),
+        value,
+        effect: Some(effect.to_owned()),
+        toleration_seconds: None,
+    })
+}
 
 /// The user and group tenant containers run as.
 pub const RUN_AS: i64 = 65532;
@@ -151,6 +198,18 @@ mod tests {
 
     fn pod(yaml: &str) -> Pod {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn tolerations_read_like_taints() {
+        let t = parse_toleration("mysimbdp.io/node=real:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_deref(), t.operator.as_deref(), t.value.as_deref()),
+            (Some("mysimbdp.io/node"), Some("Equal"), Some("real"))
+        );
+        assert_eq!(parse_toleration("gpu:NoExecute").unwrap().operator.as_deref(), Some("Exists"));
+        assert!(parse_toleration("gpu").unwrap_err().contains("KEY[=VALUE]:EFFECT"));
+        assert!(parse_toleration("gpu:Never").unwrap_err().contains("effect"));
     }
 
     #[test]
