@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local platform stack: a Kubernetes control plane with fake nodes and one real node
-# (kubelet, containerd, runc), Kafka and coredms (FerretDB on PostgreSQL), built from package
-# registries and run on 127.0.0.1 and on the real node's bridge address.
+# (kubelet, containerd, runc), Kafka, coredms (FerretDB on PostgreSQL) and an S3-compatible
+# object store (SeaweedFS), built from package registries and run on 127.0.0.1 and on the real
+# node's bridge address.
 #
 #   stack.sh up       build what is missing, start what is stopped, wait until healthy,
 #                     write the env file and print the status table
@@ -20,6 +21,7 @@ set -euo pipefail
 . "$STACK_DIR/kafka.sh"
 . "$STACK_DIR/coredms.sh"
 . "$STACK_DIR/node.sh"
+. "$STACK_DIR/s3.sh"
 
 write_env() {
   local tmp=$ENV_FILE.tmp
@@ -32,6 +34,7 @@ write_env() {
     kafka_env
     coredms_env
     node_env
+    s3_env
   } >"$tmp"
   chmod 600 "$tmp"
   mv "$tmp" "$ENV_FILE"
@@ -43,6 +46,7 @@ status() {
   kafka_status
   coredms_status
   node_status
+  s3_status
 }
 
 up() {
@@ -54,6 +58,7 @@ up() {
   kube_build >/dev/null
   node_build >/dev/null
   coredms_build >/dev/null
+  s3_build
   wait "$kafka_build_pid" || die "building Kafka failed (see above)"
   log "built or found every part in $((SECONDS - start))s"
   kube_up
@@ -66,6 +71,7 @@ up() {
   fi
   kafka_up
   coredms_up
+  s3_up
   node_up
   write_env
   status
@@ -75,6 +81,7 @@ up() {
 down() {
   # The node first: its pods are drained through the API server.
   node_down
+  s3_down
   coredms_down
   kafka_down
   kube_down
@@ -98,7 +105,7 @@ case "${1:-}" in
     ;;
   env) printf '%s\n' "$ENV_FILE" ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
