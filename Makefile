@@ -15,9 +15,13 @@ TEST_THREADS ?= 2
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# Where the demo runs the tenants' apps: kubernetes (the chart's operator pod, Jobs and
+# Deployments on the real node) or local (processes on this machine, the fast option).
+RUNTIME ?= kubernetes
+
 .PHONY: demo
-demo: deps ## Run the whole platform on the local stack and print what it ingested
-	e2e/demo.sh
+demo: deps ## Run the whole platform on the local stack and print what it ingested (RUNTIME=local for local processes)
+	RUNTIME=$(RUNTIME) e2e/demo.sh
 
 .PHONY: test
 test: deps lint unit stack-up integration ## Everything CI runs: lint, unit tests, the stack, integration and e2e tests

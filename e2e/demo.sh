@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
 # The platform demo: the whole of mysimbdp on the local stack, in one command.
 #
-#   e2e/demo.sh            (or: make demo)
+#   e2e/demo.sh            (or: make demo)          the platform as a platform team installs it
+#   RUNTIME=local e2e/demo.sh  (or: make demo RUNTIME=local)  the operator and the apps as
+#                                                    local processes: the fast option
 #
-# 1. brings up the local stack (a Kubernetes control plane with fake nodes, Kafka, coredms);
-# 2. builds and starts the operator (all controllers, local runtime for the tenants' apps);
-# 3. onboards two tenants with different agreements, acme-air and nimbus-weather, and their apps;
-# 4. stages acme-air's monthly flights files and a few files that break its agreement;
-# 5. publishes nimbus-weather's hourly observations (and some malformed messages) to its topic;
-# 6. waits until every file is settled and every good message is stored;
-# 7. prints the statistics, the stream reports and the monitor's decisions, writes a chart, and
-#    tells where to look next.
+# 1. brings up the local stack (a Kubernetes control plane with a real node and fake ones,
+#    Kafka, coredms, an S3 store);
+# 2. builds the platform and the tenants' apps (and, on Kubernetes, their images);
+# 3. starts the operator: by default the Helm chart installs it as a pod on the real node, with
+#    the kubernetes runtime (batch runs are Jobs, stream apps Deployments with their metrics
+#    sidecar, all real pods) and staging in the S3 store; with RUNTIME=local it runs here, the
+#    apps as local processes and staging in a folder;
+# 4. onboards two tenants with different agreements, acme-air and nimbus-weather, and their apps;
+# 5. stages acme-air's monthly flights files and a few files that break its agreement;
+# 6. publishes nimbus-weather's hourly observations (and some malformed messages) to its topic;
+# 7. waits until every file is settled and every good message is stored, then prints the
+#    statistics, the stream reports and the monitor's decisions, writes a chart, and tells where
+#    to look next.
 #
-# The operator keeps running in the background when the demo ends, so that the platform can be
-# explored; `e2e/demo.sh stop` stops it, `e2e/demo.sh clean` offboards the demo's tenants first.
-# Everything the demo writes is under the stack's state directory ($MYSIMBDP_STATE/demo).
-# MYSIMBDP_DEMO_SKIP_BUILD=1 uses the binaries already built (as the test suite does).
+# The operator keeps running when the demo ends, so that the platform can be explored;
+# `e2e/demo.sh stop` stops it (and says what keeps running), `e2e/demo.sh clean` offboards the
+# demo's tenants first. Everything the demo writes is under $MYSIMBDP_STATE/demo.
+# MYSIMBDP_DEMO_SKIP_BUILD=1 uses the binaries (and images) already built, as the test suite does.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK=$REPO/e2e/stack/stack.sh
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}/debug
 DEMO_TIMEOUT=${MYSIMBDP_DEMO_TIMEOUT:-1200}
+RUNTIME=${RUNTIME:-kubernetes}
+case $RUNTIME in
+    kubernetes | local) ;;
+    *) echo "RUNTIME=$RUNTIME: use kubernetes (the default) or local" >&2; exit 2 ;;
+esac
+PLATFORM=$REPO/e2e/platform.sh
 WEATHER_RATE=${MYSIMBDP_DEMO_WEATHER_RATE:-1500}
 
 started=$SECONDS
@@ -29,7 +42,13 @@ step() { printf '\n\033[1m[demo %4ss] %s\033[0m\n' "$((SECONDS - started))" "$*"
 info() { printf '           %s\n' "$*"; }
 fail() {
     printf '\n[demo] error: %s\n' "$*" >&2
-    [[ -f ${OPERATOR_LOG:-} ]] && { echo "----- last lines of $OPERATOR_LOG -----" >&2; tail -n 30 "$OPERATOR_LOG" >&2; }
+    if [[ $RUNTIME == kubernetes ]]; then
+        echo "----- last lines of the operator's log -----" >&2
+        "$PLATFORM" logs 30 >&2 || true
+    elif [[ -f ${OPERATOR_LOG:-} ]]; then
+        echo "----- last lines of $OPERATOR_LOG -----" >&2
+        tail -n 30 "$OPERATOR_LOG" >&2
+    fi
     exit 1
 }
 
@@ -74,23 +93,40 @@ stop_operator() {
     [[ -z $left ]] || echo "still running, stop them with kill: $left" >&2
 }
 
+# Stops the demo's operator, whichever way it runs, and says what keeps running.
+stop_demo() {
+    stop_operator
+    if [[ -f $("$STACK" env) ]] && "$PLATFORM" status >/dev/null 2>&1; then
+        "$PLATFORM" uninstall
+        # shellcheck disable=SC1090
+        . "$("$STACK" env)"
+        local left
+        left=$("$MYSIMBDP_KUBE_BIN/kubectl" get pods -A -l app.kubernetes.io/part-of=mysimbdp --no-headers 2>/dev/null | wc -l)
+        if [[ $left -gt 0 ]]; then
+            echo "the demo's operator is stopped; the tenants' $left pod(s) keep running, as on any cluster:"
+            echo "  $MYSIMBDP_KUBE_BIN/kubectl get pods -A -l app.kubernetes.io/part-of=mysimbdp"
+            echo "  e2e/demo.sh clean offboards the demo's tenants and removes them"
+        fi
+    fi
+}
+
 case ${1:-} in
     stop)
-        stop_operator
-        echo "demo operator stopped, with every app process it started"
+        stop_demo
+        echo "demo operator stopped"
         exit 0
         ;;
     clean)
         # shellcheck disable=SC1090
         . "$("$STACK" env)"
         "$MYSIMBDP_KUBE_BIN/kubectl" delete tenant acme-air nimbus-weather --ignore-not-found --timeout=180s
-        stop_operator
+        stop_demo
         echo "demo tenants offboarded, demo operator stopped"
         exit 0
         ;;
 esac
 
-step "1/7 the local stack: Kubernetes (etcd, apiserver, controller-manager, scheduler, KWOK), Kafka, coredms"
+step "1/7 the local stack: Kubernetes (etcd, apiserver, controller-manager, scheduler, a real node, KWOK), Kafka, coredms, S3"
 "$STACK" up
 # shellcheck disable=SC1090
 . "$("$STACK" env)"
@@ -99,39 +135,60 @@ mongo() { bash -c ". '$REPO/e2e/stack/lib.sh'; . '$REPO/e2e/stack/coredms.sh'; c
     "$MYSIMBDP_COREDMS_ADMIN_USER" "$MYSIMBDP_COREDMS_ADMIN_PASSWORD" "$@"; }
 
 step "2/7 build the platform and the tenants' apps, fetch the sample data"
-[[ ${MYSIMBDP_DEMO_SKIP_BUILD:-} == 1 ]] || cargo build --locked --workspace --bins
+if [[ ${MYSIMBDP_DEMO_SKIP_BUILD:-} != 1 ]]; then
+    cargo build --locked --workspace --bins
+    [[ $RUNTIME == local ]] || "$REPO/e2e/stack/images.sh" build
+fi
 DATA=$("$REPO/tenant-samples/fetch-data.sh" | tail -n 1)
 info "data: $DATA"
 export PATH=$TARGET:$PATH
 cli() { "$TARGET/kubectl-mysimbdp" "$@"; }
 
-step "3/7 start the operator (tenant, batch, stream and monitor controllers; local runtime)"
+step "3/7 start the operator (tenant, batch, stream and monitor controllers; $RUNTIME runtime)"
 stop_operator
-# A fresh staging store and run records for every demo.
-rm -rf "$DEMO/staging" "$DEMO/runs"
 mkdir -p "$DEMO"
 kubectl apply --server-side --force-conflicts -f "$REPO/crds" >/dev/null
+if [[ $RUNTIME == kubernetes ]]; then
+    # The Helm chart, as a platform team installs it: the operator is a pod on the real node.
+    "$PLATFORM" install demo
+    STAGING_URL=$("$PLATFORM" staging-url)
+    operator_pod=$(kubectl -n mysimbdp-system get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')
+    operator_ip=$(kubectl -n mysimbdp-system get pod "$operator_pod" -o jsonpath='{.status.podIP}')
+    METRICS_URL=http://$operator_ip:9464/metrics
+    OPERATOR_LOGS="e2e/platform.sh logs"
+    info "operator pod mysimbdp-system/$operator_pod on $(kubectl -n mysimbdp-system get pod "$operator_pod" -o jsonpath='{.spec.nodeName}'), metrics $METRICS_URL"
+    # The CLI reaches the same store as the platform team (this machine's S3 endpoint).
+    export AWS_ACCESS_KEY_ID=$MYSIMBDP_S3_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$MYSIMBDP_S3_SECRET_ACCESS_KEY
+    export AWS_REGION=$MYSIMBDP_S3_REGION AWS_ENDPOINT=$MYSIMBDP_S3_ENDPOINT AWS_ALLOW_HTTP=true
+else
+    "$PLATFORM" uninstall >/dev/null 2>&1 || true
+    # A fresh staging store and run records for every demo.
+    rm -rf "$DEMO/staging" "$DEMO/runs"
+    STAGING_URL=file://$DEMO/staging
+    export MYSIMBDP_RUNS_DIR=$DEMO/runs
+    export MYSIMBDP_METRICS_ADDR=${MYSIMBDP_DEMO_METRICS_ADDR:-127.0.0.1:19464}
+    export MYSIMBDP_BATCH_POLL_INTERVAL=1s
+    # `e2e/demo.sh stop` stops the apps' processes with the operator.
+    export MYSIMBDP_LOCAL_STOP_ON_EXIT=true
+    export MYSIMBDP_STAGING_URL=$STAGING_URL
+    export RUST_LOG=${RUST_LOG:-info,kube=warn}
+    setsid "$TARGET/mysimbdp-operator" >"$OPERATOR_LOG" 2>&1 </dev/null &
+    echo $! >"$OPERATOR_PID"
+    deadline=$((SECONDS + 60))
+    until curl -fsS "http://$MYSIMBDP_METRICS_ADDR/healthz" >/dev/null 2>&1; do
+        kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null || fail "the operator exited"
+        ((SECONDS < deadline)) || fail "the operator was not healthy within 60s"
+        sleep 0.3
+    done
+    METRICS_URL=http://$MYSIMBDP_METRICS_ADDR/metrics
+    OPERATOR_LOGS=$OPERATOR_LOG
+    info "operator pid $(cat "$OPERATOR_PID"), log $OPERATOR_LOG, metrics $METRICS_URL"
+fi
+export MYSIMBDP_STAGING_URL=$STAGING_URL
 # A clean slate: the demo's tenants from an earlier run are offboarded first.
 for tenant in acme-air nimbus-weather; do
     kubectl delete tenant "$tenant" --ignore-not-found --wait=false >/dev/null
 done
-STAGING=$DEMO/staging
-export MYSIMBDP_STAGING_URL=file://$STAGING
-export MYSIMBDP_RUNS_DIR=$DEMO/runs
-export MYSIMBDP_METRICS_ADDR=${MYSIMBDP_DEMO_METRICS_ADDR:-127.0.0.1:19464}
-export MYSIMBDP_BATCH_POLL_INTERVAL=1s
-# `e2e/demo.sh stop` stops the apps' processes with the operator.
-export MYSIMBDP_LOCAL_STOP_ON_EXIT=true
-export RUST_LOG=${RUST_LOG:-info,kube=warn}
-setsid "$TARGET/mysimbdp-operator" >"$OPERATOR_LOG" 2>&1 </dev/null &
-echo $! >"$OPERATOR_PID"
-deadline=$((SECONDS + 60))
-until curl -fsS "http://$MYSIMBDP_METRICS_ADDR/healthz" >/dev/null 2>&1; do
-    kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null || fail "the operator exited"
-    ((SECONDS < deadline)) || fail "the operator was not healthy within 60s"
-    sleep 0.3
-done
-info "operator pid $(cat "$OPERATOR_PID"), log $OPERATOR_LOG, metrics http://$MYSIMBDP_METRICS_ADDR/metrics"
 for tenant in acme-air nimbus-weather; do
     deadline=$((SECONDS + 180))
     while kubectl get tenant "$tenant" >/dev/null 2>&1; do
@@ -182,6 +239,10 @@ summary=$(MYSIMBDP_KAFKA_USERNAME=$(credentials MYSIMBDP_KAFKA_USERNAME) \
 good=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["good"])' "$summary") ||
     fail "the publisher did not say how many good messages it sent: $summary"
 info "published: $summary"
+if [[ $RUNTIME == kubernetes ]]; then
+    info "what runs where (the platform's and the tenants' pods):"
+    kubectl get pods -A -l app.kubernetes.io/part-of=mysimbdp -o wide | sed 's/^/           /'
+fi
 
 step "7/7 wait until every file is settled and the observations are consumed"
 deadline=$((SECONDS + DEMO_TIMEOUT))
@@ -225,9 +286,10 @@ cat <<EOF
   \$MYSIMBDP_KUBE_BIN/kubectl get tenants,batchingestapps,streamingestapps -A
   \$MYSIMBDP_KUBE_BIN/kubectl describe tenant acme-air          # conditions, usage, Events
   $TARGET/kubectl-mysimbdp files --status Rejected       # each refused file and why
-  ls $STAGING/acme-air/rejected/*/                 # refused files are kept, with a .reason beside
   $TARGET/kubectl-mysimbdp decisions                     # what the monitor decided and why
+  \$MYSIMBDP_KUBE_BIN/kubectl get pods -A -o wide               # where everything runs
+  staging: $STAGING_URL (refused files are kept there under rejected/, with a .reason beside)
   charts: $DEMO/acme-air.svg, $DEMO/nimbus-weather.svg
-  operator log: $OPERATOR_LOG; metrics: http://$MYSIMBDP_METRICS_ADDR/metrics
+  operator log: $OPERATOR_LOGS; metrics: $METRICS_URL
   stop the operator: e2e/demo.sh stop; stop the stack: make stack-down
 EOF

@@ -15,6 +15,7 @@ _DEPS_APT=(
   "openssl:/usr/bin/openssl"
   "iproute2:/usr/bin/ss"
   "curl:/usr/bin/curl"
+  "ca-certificates:/etc/ssl/certs/ca-certificates.crt"
   # The real node (node.sh): the OCI runtime, the CNI plugins, the forwarder that gives pods
   # the loopback-only servers, a static busybox for the toolbox image and ldd for app images.
   "runc:/usr/sbin/runc"

@@ -1,11 +1,16 @@
 //! The whole story, as a newcomer sees it with `make demo`, as assertions: the demo script runs
-//! to the end on the local stack, and then the platform's state says what it should. acme-air's
-//! fourteen good files are ingested (every flights row stored), each file that breaks its
-//! agreement is rejected with its reason and kept; nimbus-weather's observations are stored and
-//! the messages its app refused are on its dead-letter topic with their reason; both tenants and
-//! the stream app are Ready; the charts are written.
+//! to the end on the local stack with the platform installed by its chart (the operator a pod on
+//! the real node, batch runs real Jobs, the stream app a Deployment whose pods carry the metrics
+//! sidecar), and then the platform's state says what it should. acme-air's fourteen good files
+//! are ingested (every flights row stored) by Jobs whose pods ran on the real node, each file
+//! that breaks its agreement is rejected with its reason and kept in the S3 staging store;
+//! nimbus-weather's observations are stored and the messages its app refused are on its
+//! dead-letter topic with their reason; both tenants and the stream app are Ready; the charts
+//! are written.
 
 use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
+
+use object_store::{ObjectMeta, ObjectStore, aws::AmazonS3Builder, path::Path as ObjectPath};
 
 use futures::StreamExt;
 use mongodb::bson::{Document, doc};
@@ -22,6 +27,13 @@ fn demo(args: &[&str]) -> std::process::Output {
         .env("MYSIMBDP_DEMO_SKIP_BUILD", "1")
         .output()
         .expect("the demo script runs")
+}
+
+/// The first pod matching `selector` in `namespace`, as JSON.
+fn kubectl_pod(stack: &Stack, namespace: &str, selector: &str) -> serde_json::Value {
+    let json = stack.kubectl_ok(&["-n", namespace, "get", "pods", "-l", selector, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&json).expect("a pod list");
+    list["items"][0].clone()
 }
 
 fn text(output: &std::process::Output) -> String {
@@ -104,17 +116,43 @@ async fn the_demo_ingests_both_tenants_and_keeps_what_it_refuses() {
         assert_eq!(state, "Rejected", "{name}");
         assert!(why.contains(reason), "{name}: {why}");
     }
-    let rejected = Path::new(stack.var("MYSIMBDP_STATE")).join("demo/staging/acme-air/rejected");
-    let kept: Vec<_> = std::fs::read_dir(&rejected).unwrap().flatten().collect();
-    assert_eq!(kept.len(), 6, "every refused file is kept in {}", rejected.display());
-    for folder in kept {
-        let names: Vec<String> = std::fs::read_dir(folder.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(names.iter().any(|n| n.ends_with(".reason")), "a reason beside {names:?}");
-    }
+    // Every refused file is kept in the staging store with its reason beside it.
+    let store = AmazonS3Builder::new()
+        .with_endpoint(stack.var("MYSIMBDP_S3_ENDPOINT"))
+        .with_allow_http(true)
+        .with_region(stack.var("MYSIMBDP_S3_REGION"))
+        .with_bucket_name(stack.var("MYSIMBDP_S3_BUCKET"))
+        .with_access_key_id(stack.var("MYSIMBDP_S3_ACCESS_KEY_ID"))
+        .with_secret_access_key(stack.var("MYSIMBDP_S3_SECRET_ACCESS_KEY"))
+        .build()
+        .expect("the stack's S3 store");
+    let listed: Vec<ObjectMeta> =
+        store.list(Some(&ObjectPath::from("demo/acme-air/rejected"))).collect::<Vec<_>>().await.into_iter().map(|o| o.unwrap()).collect();
+    let names: Vec<&str> = listed.iter().map(|o| o.location.as_ref()).collect();
+    let (reasons, files): (Vec<&str>, Vec<&str>) = names.iter().partition(|n| n.ends_with(".reason"));
+    assert_eq!(files.len(), 6, "every refused file is kept: {names:?}");
+    assert_eq!(reasons.len(), 6, "each with a reason beside it: {names:?}");
+
+    // The runs were Jobs whose pods ran on the real node, and ended with a termination message.
+    let node = stack.var("MYSIMBDP_NODE_NAME");
+    let runs = admin.database("mysimbdp").collection::<Document>("runs");
+    let flights_runs: Vec<Document> = futures::TryStreamExt::try_collect(
+        runs.find(doc! { "tenant": "acme-air", "app": "flights", "outcome": "Succeeded" }).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(flights_runs.len() >= 6, "12 flights files, at most 2 per run: {flights_runs:?}");
+    let run = flights_runs[0].get_str("_id").unwrap();
+    let job_pod = kubectl_pod(&stack, "tenant-acme-air", &format!("mysimbdp.io/run={run}"));
+    assert_eq!(job_pod["spec"]["nodeName"], node, "run {run} ran on the real node");
+    let terminated = &job_pod["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 0, "{terminated}");
+    assert!(terminated["message"].as_str().is_some_and(|m| m.contains("rowsWritten")), "{terminated}");
+    // The stream app's pods: the app beside the platform's native sidecar, on the real node.
+    let stream_pod = kubectl_pod(&stack, "tenant-nimbus-weather", "app.kubernetes.io/instance=observations");
+    assert_eq!(stream_pod["spec"]["nodeName"], node);
+    assert_eq!(stream_pod["spec"]["initContainers"][0]["restartPolicy"], "Always", "a native sidecar");
+    assert_eq!(stream_pod["status"]["phase"], "Running");
 
     let observations = admin.database("nimbus_weather").collection::<Document>("observations");
     let weather_rows = std::fs::read_to_string(data.join("weather.csv")).unwrap().lines().count() as u64 - 1;

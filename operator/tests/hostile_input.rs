@@ -197,4 +197,5 @@ async fn a_hostile_tenant_cannot_hurt_the_operator_or_another_tenant() {
     // own size would (10,000 × ~350 bytes), whatever the allocator keeps.
     assert!(after_rss < idle_rss + 64 * 1024, "RSS grew from {idle_rss} to {after_rss} KiB");
     assert!(operator.log_tail().lines().all(|l| !l.contains("panicked")), "{}", operator.log_tail());
+    common::reset(&stack, &tenants, &[HOSTILE, CALM]).await;
 }

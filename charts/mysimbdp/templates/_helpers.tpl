@@ -244,6 +244,10 @@ spec:
         - name: AWS_ALLOW_HTTP
           value: "true"
         {{- end }}
+        {{- with $values.staging.s3.appEndpoint }}
+        - name: MYSIMBDP_APP_STAGING_ENDPOINT
+          value: {{ . | quote }}
+        {{- end }}
         {{- with $values.staging.s3.credentialsSecret }}
         - name: AWS_ACCESS_KEY_ID
           valueFrom:
@@ -290,6 +294,14 @@ spec:
         {{- with $values.batch.runPodAnnotations }}
         - name: MYSIMBDP_RUN_POD_ANNOTATIONS
           value: {{ $pairs := list }}{{ range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%s" $k $v) }}{{ end }}{{ join "," $pairs | quote }}
+        {{- end }}
+        {{- with $values.apps.nodeSelector }}
+        - name: MYSIMBDP_APP_NODE_SELECTOR
+          value: {{ $pairs := list }}{{ range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%s" $k $v) }}{{ end }}{{ join "," $pairs | quote }}
+        {{- end }}
+        {{- with $values.apps.tolerations }}
+        - name: MYSIMBDP_APP_TOLERATIONS
+          value: {{ join "," . | quote }}
         {{- end }}
         - name: MYSIMBDP_SIDECAR_IMAGE
           value: {{ include "mysimbdp.sidecarImage" $root | quote }}

@@ -28,6 +28,8 @@ import tempfile
 
 EPOCH = 0
 NONROOT = 65532
+# Debian's bundle of root certificates (package ca-certificates).
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -173,6 +175,10 @@ def main():
     base.data("etc/passwd", 0o644, f"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n".encode())
     base.data("etc/group", 0o644, f"root:x:0:\nnonroot:x:{NONROOT}:\n".encode())
     base.dir("tmp", 0o1777)
+    # The root certificates the Dockerfiles' base image carries (ca-certificates): TLS clients
+    # (the object store's, Kafka's over SASL_SSL) will not start without a trust store.
+    if os.path.exists(CA_BUNDLE):
+        base.host_path(CA_BUNDLE)
     base.dir("home/nonroot", 0o755)
     if args.with_libraries:
         for library in libraries(args.bin):

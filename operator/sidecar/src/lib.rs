@@ -53,6 +53,11 @@ pub struct Args {
     /// Where to listen for the app's measurement lines, host:port.
     #[arg(long, env = env::SIDECAR_ADDR, value_name = "HOST:PORT")]
     pub listen: String,
+    /// Only check that a sidecar accepts connections at --listen, and exit: 0 when it does, 1
+    /// when not (the pod's readiness probe, run inside the pod where the sidecar listens on
+    /// loopback).
+    #[arg(long)]
+    pub probe: bool,
     /// The topic to publish reports to, full name (`<tenant>.mysimbdp.reports`).
     #[arg(long, env = env::REPORTS_TOPIC, value_name = "TOPIC")]
     pub reports_topic: String,

@@ -14,6 +14,11 @@ use mysimbdp_sidecar::{Args, run};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if args.probe {
+        let timeout = std::time::Duration::from_secs(2);
+        let accepts = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&args.listen)).await;
+        return if matches!(accepts, Ok(Ok(_))) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     mysimbdp_ingest_sdk::logging::init();
     match run(args, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe, TCPSocketAction,
+            Container, EnvVar, ExecAction, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
         },
     },
     apimachinery::pkg::{
@@ -25,7 +25,7 @@ use kube::{
 };
 use mysimbdp_api::constants::{FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_NAME};
 use mysimbdp_ingest_sdk::contract::env;
-use tracing::info;
+use tracing::debug;
 
 use super::{
     Result, RuntimeError, pod,
@@ -89,9 +89,14 @@ impl DeploymentRuntime {
             env_from: Some(vec![pod::secret_env(&spec.credentials_secret)]),
             // A native sidecar: it runs for the pod's whole life, before and after the app.
             restart_policy: Some("Always".into()),
+            // The sidecar listens on the pod's loopback (only the app may talk to it), which the
+            // kubelet's own TCP probe cannot reach: the probe runs inside the container.
             readiness_probe: Some(Probe {
-                tcp_socket: Some(TCPSocketAction { port: IntOrString::Int(i32::from(SIDECAR_PORT)), host: None }),
-                period_seconds: Some(10),
+                exec: Some(ExecAction {
+                    command: Some(vec!["mysimbdp-sidecar".into(), "--probe".into()]),
+                }),
+                period_seconds: Some(5),
+                timeout_seconds: Some(3),
                 ..Probe::default()
             }),
             resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
@@ -156,7 +161,7 @@ impl ReplicaRuntime for DeploymentRuntime {
             .map_err(|source| RuntimeError::Kube { action: "apply the Deployment", run: spec.app.clone(), source })?;
         let status = applied.status.unwrap_or_default();
         let ready = status.ready_replicas.unwrap_or(0);
-        info!(app = %spec.app, namespace = %spec.namespace, replicas = spec.replicas, ready, "applied Deployment");
+        debug!(app = %spec.app, namespace = %spec.namespace, replicas = spec.replicas, ready, "applied Deployment");
         let ready = u32::try_from(ready).unwrap_or(0);
         let mut problem = None;
         if ready < spec.replicas {

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The platform installed on the local stack the way a platform team installs it: the Helm chart
+# charts/mysimbdp, its operator running as a pod on the stack's real node with the kubernetes
+# runtime (tenants' batch runs as Jobs and stream apps as Deployments on that node), staging in
+# the stack's S3 store.
+#
+#   e2e/platform.sh install [PREFIX]   (re)install the release; PREFIX is the staging prefix in
+#                                       the bucket (default: platform); waits until it is Ready
+#   e2e/platform.sh uninstall          remove the release (the tenants' pods keep running
+#                                       until their tenants are offboarded)
+#   e2e/platform.sh status             the release and its pods
+#   e2e/platform.sh logs               the operator's log
+#   e2e/platform.sh staging-url        the staging URL of the installed release
+#
+# The images must be in the node's containerd first (make images). Platform team steps, in
+# order: the namespace, the admin credentials Secret, the staging credentials Secret, then
+# `helm upgrade --install` with values that name the stack's endpoints as pods reach them.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK=$REPO/e2e/stack/stack.sh
+NAMESPACE=${MYSIMBDP_PLATFORM_NAMESPACE:-mysimbdp-system}
+RELEASE=${MYSIMBDP_PLATFORM_RELEASE:-mysimbdp}
+TIMEOUT=${MYSIMBDP_PLATFORM_TIMEOUT:-180s}
+
+# shellcheck disable=SC1090
+. "$("$STACK" env)"
+kubectl() { "$MYSIMBDP_KUBECTL" "$@"; }
+helm() {
+    HELM_CACHE_HOME=$MYSIMBDP_STATE/helm/cache HELM_CONFIG_HOME=$MYSIMBDP_STATE/helm/config \
+        HELM_DATA_HOME=$MYSIMBDP_STATE/helm/data "$MYSIMBDP_HELM" "$@"
+}
+
+# The values of the local stack: endpoints as pods reach them (the node's bridge address), the
+# operator and the tenants' pods on the real node, images imported without a registry.
+values() {
+    local prefix=$1 label=${MYSIMBDP_NODE_SELECTOR%%=*} value=${MYSIMBDP_NODE_SELECTOR#*=}
+    local taint_key=${MYSIMBDP_NODE_TAINT%%=*} rest=${MYSIMBDP_NODE_TAINT#*=}
+    cat <<EOF
+image: {pullPolicy: Never}
+runtime: kubernetes
+replicas: 1
+leaderElection: {enabled: true}
+kafka:
+  bootstrap: "$MYSIMBDP_POD_KAFKA_BOOTSTRAP"
+  securityProtocol: SASL_PLAINTEXT
+  adminUser: "$MYSIMBDP_KAFKA_ADMIN_USER"
+coredms:
+  url: "$MYSIMBDP_POD_COREDMS_URL"
+  backend: ferretdb-postgres
+  adminUser: "$MYSIMBDP_COREDMS_ADMIN_USER"
+  authMechanism: PLAIN
+  authSource: "\$external"
+staging:
+  url: "s3://$MYSIMBDP_S3_BUCKET/$prefix"
+  persistence: {create: false}
+  s3:
+    region: "$MYSIMBDP_S3_REGION"
+    endpoint: "$MYSIMBDP_POD_S3_ENDPOINT"
+    allowHttp: true
+    credentialsSecret: mysimbdp-staging-s3
+nodeSelector: {"$label": "$value"}
+tolerations: [{key: "$taint_key", operator: Equal, value: "${rest%%:*}", effect: "${rest#*:}"}]
+apps:
+  nodeSelector: {"$label": "$value"}
+  tolerations: ["$MYSIMBDP_NODE_TAINT"]
+batch: {pollInterval: 1s, maxConcurrentRuns: 4}
+logging: {format: text, level: "info,kube=warn,tower=warn"}
+# No kube-proxy runs on the local stack: the operator reaches the API server at the node's
+# bridge address rather than at the kubernetes Service.
+extraEnv:
+  - {name: KUBERNETES_SERVICE_HOST, value: "$MYSIMBDP_POD_KUBE_HOST"}
+  - {name: KUBERNETES_SERVICE_PORT, value: "$MYSIMBDP_POD_KUBE_PORT"}
+EOF
+}
+
+secrets() {
+    kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    kubectl label namespace "$NAMESPACE" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
+    kubectl -n "$NAMESPACE" create secret generic mysimbdp-admin --dry-run=client -o yaml \
+        --from-literal=kafka-admin-password="$MYSIMBDP_KAFKA_ADMIN_PASSWORD" \
+        --from-literal=coredms-admin-password="$MYSIMBDP_COREDMS_ADMIN_PASSWORD" \
+        --from-literal=postgres-url="$MYSIMBDP_POD_POSTGRES_URL" | kubectl apply -f - >/dev/null
+    kubectl -n "$NAMESPACE" create secret generic mysimbdp-staging-s3 --dry-run=client -o yaml \
+        --from-literal=AWS_ACCESS_KEY_ID="$MYSIMBDP_S3_ACCESS_KEY_ID" \
+        --from-literal=AWS_SECRET_ACCESS_KEY="$MYSIMBDP_S3_SECRET_ACCESS_KEY" | kubectl apply -f - >/dev/null
+}
+
+install() {
+    local prefix=${1:-platform} values_file
+    [[ $prefix =~ ^[a-z0-9][a-z0-9-]*$ ]] || { echo "staging prefix $prefix: use lowercase letters, digits and -" >&2; exit 2; }
+    kubectl apply --server-side --force-conflicts -f "$REPO/crds" >/dev/null
+    secrets
+    values_file=$(mktemp)
+    trap 'rm -f "$values_file"' RETURN
+    values "$prefix" >"$values_file"
+    helm upgrade --install "$RELEASE" "$REPO/charts/mysimbdp" -n "$NAMESPACE" -f "$values_file" \
+        --wait --timeout "$TIMEOUT" >/dev/null || {
+        echo "the release did not become ready within $TIMEOUT:" >&2
+        kubectl -n "$NAMESPACE" get pods -o wide >&2 || true
+        kubectl -n "$NAMESPACE" logs "deploy/$RELEASE" --tail=30 >&2 || true
+        exit 1
+    }
+    kubectl -n "$NAMESPACE" rollout status "deploy/$RELEASE" --timeout="$TIMEOUT" >/dev/null
+    echo "s3://$MYSIMBDP_S3_BUCKET/$prefix" >"$MYSIMBDP_STATE/platform-staging-url"
+}
+
+case ${1:-} in
+    install) install "${2:-}" ;;
+    uninstall)
+        helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout "$TIMEOUT" --ignore-not-found >/dev/null
+        rm -f "$MYSIMBDP_STATE/platform-staging-url"
+        ;;
+    status)
+        helm status "$RELEASE" -n "$NAMESPACE" 2>/dev/null | sed -n '1,6p' || echo "release $RELEASE is not installed"
+        kubectl -n "$NAMESPACE" get pods -o wide
+        ;;
+    logs) kubectl -n "$NAMESPACE" logs "deploy/$RELEASE" --tail="${2:-200}" ;;
+    staging-url) cat "$MYSIMBDP_STATE/platform-staging-url" ;;
+    *)
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
