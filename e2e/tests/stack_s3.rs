@@ -119,13 +119,14 @@ fn tampered_path(url: &Url, other_key: &str) -> Url {
 
 /// Objects a test wrote, deleted when it ends (also when it fails).
 struct Objects {
+    stack: Stack,
     store: AmazonS3,
     paths: Vec<Path>,
 }
 
 impl Objects {
     fn new(stack: &Stack) -> Self {
-        Self { store: admin(stack), paths: Vec::new() }
+        Self { stack: stack.clone(), store: admin(stack), paths: Vec::new() }
     }
 
     async fn put(&mut self, key: &str, content: &str) -> Path {
@@ -141,10 +142,12 @@ impl Objects {
 
 impl Drop for Objects {
     fn drop(&mut self) {
-        let (store, paths) = (self.store.clone(), std::mem::take(&mut self.paths));
-        // A runtime of its own: drop may run while the test's runtime unwinds.
+        let (stack, paths) = (self.stack.clone(), std::mem::take(&mut self.paths));
+        // A runtime and a client of their own: drop may run while the test's runtime unwinds,
+        // and a client's pooled connections belong to the runtime that opened them.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            let store = admin(&stack);
             runtime.block_on(async {
                 for path in paths {
                     let _ = store.delete(&path).await;
