@@ -3,6 +3,9 @@
 # cluster, both on loopback. FerretDB v1 holds no credentials of its own: a client
 # authenticates with the MongoDB PLAIN mechanism and FerretDB opens its PostgreSQL connections
 # as that user, so PostgreSQL roles and grants are what separates tenants on this backend.
+# PostgreSQL serves TLS with a certificate for 127.0.0.1, localhost and the node's bridge
+# address, signed by the stack's CA (tls.sh); the env file's MYSIMBDP_POSTGRES_URL asks for it
+# with sslmode=verify-full.
 #
 # Sourced after lib.sh; defines functions only:
 #   coredms_build   PostgreSQL server binaries (apt, only when missing), FerretDB from source,
@@ -378,6 +381,40 @@ _coredms_pg_setup() {
   fi
 }
 
+# _coredms_pg_tls: the server's certificate, signed by the stack's CA, in $st/tls, owned by the
+# server account (PostgreSQL refuses a key that others can read); then TLS is switched on with
+# ALTER SYSTEM and a reload, which PostgreSQL applies without a restart, so a running server
+# takes it (and a renewed certificate) on the next `up`.
+_coredms_pg_tls() {
+  local st pw user ca
+  st=$(_coredms_state)
+  user=$(_coredms_pg_user)
+  ca=$(tls_ca)
+  tls_server_cert "$st/tls" postgres IP:127.0.0.1 "IP:$MYSIMBDP_NODE_IP" DNS:localhost >/dev/null || die "coredms: cannot make PostgreSQL's TLS certificate"
+  chown -R "$user:" "$st/tls"
+  chmod 700 "$st/tls"
+  chmod 600 "$st/tls/postgres.key"
+  pw=$(_coredms_secret coredms-admin.password)
+  PGPASSWORD=$pw "$(_coredms_pgbin)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$MYSIMBDP_POSTGRES_PORT" \
+    -U "$COREDMS_ADMIN_USER" -d postgres \
+    -c "ALTER SYSTEM SET ssl_cert_file = '$st/tls/postgres.crt'" \
+    -c "ALTER SYSTEM SET ssl_key_file = '$st/tls/postgres.key'" \
+    -c "ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1.2'" \
+    -c "ALTER SYSTEM SET ssl = on" \
+    -c "SELECT pg_reload_conf()" >/dev/null || die "coredms: cannot switch TLS on in PostgreSQL"
+  # The reload is asynchronous: wait until a verified TLS session is possible.
+  wait_until "coredms postgres TLS" 30 "$LOG_DIR/postgres.log" coredms-postgres _coredms_pg_tls_ready "$ca"
+}
+
+# True when the admin gets a TLS session that verifies the server against the stack's CA.
+_coredms_pg_tls_ready() {
+  local ca=$1 pw
+  pw=$(_coredms_secret coredms-admin.password)
+  [ "$(PGPASSWORD=$pw PGCONNECT_TIMEOUT=5 "$(_coredms_pgbin)/psql" -X -At \
+    "host=127.0.0.1 port=$MYSIMBDP_POSTGRES_PORT dbname=$COREDMS_DATABASE user=$COREDMS_ADMIN_USER sslmode=verify-full sslrootcert=$ca" \
+    -c "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")" = t ]
+}
+
 _coredms_ferretdb_ready() {
   port_in_use "$MYSIMBDP_COREDMS_PORT" || return 1
   coredms_mongo "$COREDMS_ADMIN_USER" "$(_coredms_secret coredms-admin.password)" ping admin
@@ -421,6 +458,7 @@ coredms_up() {
     wait_until "coredms postgres" 60 "$LOG_DIR/postgres.log" coredms-postgres _coredms_pg_ready
   fi
   _coredms_pg_setup
+  _coredms_pg_tls
 
   # FerretDB
   if proc_alive coredms-ferretdb; then
@@ -491,13 +529,16 @@ coredms_env() {
     MYSIMBDP_COREDMS_ADMIN_PASSWORD "$pw" \
     MYSIMBDP_COREDMS_AUTH_MECHANISM PLAIN \
     MYSIMBDP_COREDMS_AUTH_SOURCE "\$external" \
-    MYSIMBDP_POSTGRES_URL "postgres://$COREDMS_ADMIN_USER:$pw@127.0.0.1:$MYSIMBDP_POSTGRES_PORT/$COREDMS_DATABASE"
+    MYSIMBDP_POSTGRES_URL "postgres://$COREDMS_ADMIN_USER:$pw@127.0.0.1:$MYSIMBDP_POSTGRES_PORT/$COREDMS_DATABASE?sslmode=verify-full&sslrootcert=$(_tls_dir)/ca.crt" \
+    MYSIMBDP_POSTGRES_CA_FILE "$(_tls_dir)/ca.crt"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -euo pipefail
   # shellcheck source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  # shellcheck source=tls.sh
+  . "$STACK_DIR/tls.sh"
   case "${1:-}" in
     build) coredms_build ;;
     up) coredms_up ;;

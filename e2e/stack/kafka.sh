@@ -18,6 +18,9 @@
 #   INTERNAL    127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT   SASL_PLAINTEXT, PLAIN only, the same user:
 #               the inter-broker listener, and the way the stack restores the admin's SCRAM
 #               credential when the broker lost it (see _kafka_assert_admin).
+#   CLIENT_SSL  127.0.0.1:$MYSIMBDP_KAFKA_SSL_PORT        SASL_SSL, SCRAM-SHA-512 only: CLIENT over TLS,
+#               with a certificate for 127.0.0.1, localhost and the node's bridge address, signed
+#               by the stack's CA (tls.sh).
 # A PLAINTEXT controller listener would make every request on it User:ANONYMOUS, and the
 # broker's own calls to the controller (registration, heartbeats) need CLUSTER_ACTION, so
 # ANONYMOUS would have to be a super user: any local process could then alter the cluster
@@ -111,9 +114,9 @@ kafka_cli() {
 # changed port takes effect; nothing in it is part of the formatted state (the quorum is
 # static, so the controller address is not recorded in the metadata log).
 _kafka_write_config() {
-  local st=$1 admin_pw=$2 ctl_pw=$3
+  local st=$1 admin_pw=$2 ctl_pw=$3 cert_fingerprint=$4
   local client=127.0.0.1:$MYSIMBDP_KAFKA_PORT controller=127.0.0.1:$MYSIMBDP_KAFKA_CONTROLLER_PORT
-  local internal=127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT
+  local internal=127.0.0.1:$MYSIMBDP_KAFKA_INTERNAL_PORT client_ssl=127.0.0.1:$MYSIMBDP_KAFKA_SSL_PORT
   # PODS: the real node's pods (node.sh) reach the broker at the node's bridge address, which
   # it advertises to them; SCRAM-SHA-512 like CLIENT. There once the bridge is (stack.sh makes
   # it before Kafka starts, and restarts a broker that began without it).
@@ -133,9 +136,9 @@ node.id=1
 controller.quorum.voters=1@$controller
 log.dirs=$st/data
 
-listeners=CLIENT://$client,CONTROLLER://$controller,INTERNAL://$internal$pods
-advertised.listeners=CLIENT://$client,INTERNAL://$internal$pods
-listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT$pods_map
+listeners=CLIENT://$client,CONTROLLER://$controller,INTERNAL://$internal,CLIENT_SSL://$client_ssl$pods
+advertised.listeners=CLIENT://$client,INTERNAL://$internal,CLIENT_SSL://$client_ssl$pods
+listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CLIENT_SSL:SASL_SSL$pods_map
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=INTERNAL
 
@@ -145,6 +148,13 @@ listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_ADMIN_USER" password="$admin_pw";
 listener.name.internal.sasl.enabled.mechanisms=PLAIN
 listener.name.internal.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$ctl_pw" user_$KAFKA_CONTROLLER_USER="$ctl_pw";
+listener.name.client_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.client_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_ADMIN_USER" password="$admin_pw";
+# The broker's key and certificate (PEM, unencrypted PKCS#8 key), fingerprint $cert_fingerprint;
+# a new certificate changes this file, so the next start restarts the broker (see kafka_up).
+listener.name.client_ssl.ssl.keystore.type=PEM
+listener.name.client_ssl.ssl.keystore.location=$st/tls/broker.pem
+listener.name.client_ssl.ssl.client.auth=none
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KAFKA_CONTROLLER_USER" password="$ctl_pw" user_$KAFKA_CONTROLLER_USER="$ctl_pw";
@@ -202,6 +212,16 @@ EOF
   )
 }
 
+# _kafka_tls ST: the broker's certificate for the CLIENT_SSL listener, signed by the stack's CA,
+# as the PEM key store Kafka reads (key, then certificate); prints its fingerprint.
+_kafka_tls() {
+  local st=$1 fingerprint
+  fingerprint=$(tls_server_cert "$st/tls" broker IP:127.0.0.1 "IP:$MYSIMBDP_NODE_IP" DNS:localhost) || return 1
+  (umask 077 && cat "$st/tls/broker.key" "$st/tls/broker.crt" >"$st/tls/broker.pem.new") || return 1
+  mv "$st/tls/broker.pem.new" "$st/tls/broker.pem"
+  printf '%s\n' "$fingerprint"
+}
+
 # Formats the log directory once. A directory without meta.properties is the remains of an
 # interrupted format (the tool writes it last) and is wiped and formatted again.
 _kafka_format() {
@@ -249,25 +269,41 @@ _kafka_healthy() {
     --command-config "$(_kafka_state)/check.properties" --list
 }
 
+# The configuration the running broker would have read: server.properties and the broker's pid.
+_kafka_started_config() {
+  cat "$1/server.properties"
+  printf '# broker pid %s\n' "$(proc_pid kafka)"
+}
+
 kafka_up() {
   local home st logf
   home=$(kafka_build) || die "kafka: build failed"
   st=$(_kafka_state)
   logf=$(_kafka_log)
+  mkdir -p "$st"
+  chmod 700 "$st"
+  local admin_pw ctl_pw fingerprint
+  admin_pw=$(_kafka_secret kafka-admin.password)
+  ctl_pw=$(_kafka_secret kafka-controller.password)
+  fingerprint=$(_kafka_tls "$st") || die "kafka: cannot make the broker's TLS certificate"
+  _kafka_write_config "$st" "$admin_pw" "$ctl_pw" "$fingerprint"
   if proc_alive kafka; then
-    log "kafka is already running (pid $(proc_pid kafka)); checking it answers"
-    wait_until "kafka" 60 "$logf" kafka _kafka_healthy
-    return 0
+    # server.properties.started is what the running broker read, with its pid. A broker
+    # started with other settings (a new listener or port, a renewed certificate), or by
+    # something that did not record them, is restarted: brief, and the only way a new
+    # listener takes effect.
+    if _kafka_started_config "$st" | cmp -s - "$st/server.properties.started"; then
+      log "kafka is already running (pid $(proc_pid kafka)); checking it answers"
+      wait_until "kafka" 60 "$logf" kafka _kafka_healthy
+      return 0
+    fi
+    log "kafka: its configuration changed since the broker started; restarting it"
+    kafka_down
   fi
   require_free_port "$MYSIMBDP_KAFKA_PORT" "the Kafka client listener" MYSIMBDP_KAFKA_PORT
   require_free_port "$MYSIMBDP_KAFKA_CONTROLLER_PORT" "the Kafka controller listener" MYSIMBDP_KAFKA_CONTROLLER_PORT
   require_free_port "$MYSIMBDP_KAFKA_INTERNAL_PORT" "the Kafka internal listener" MYSIMBDP_KAFKA_INTERNAL_PORT
-  mkdir -p "$st"
-  chmod 700 "$st"
-  local admin_pw ctl_pw
-  admin_pw=$(_kafka_secret kafka-admin.password)
-  ctl_pw=$(_kafka_secret kafka-controller.password)
-  _kafka_write_config "$st" "$admin_pw" "$ctl_pw"
+  require_free_port "$MYSIMBDP_KAFKA_SSL_PORT" "the Kafka SASL_SSL client listener" MYSIMBDP_KAFKA_SSL_PORT
   _kafka_format "$st" "$admin_pw"
 
   log "kafka: starting $KAFKA_VERSION on 127.0.0.1:$MYSIMBDP_KAFKA_PORT (log: $logf)"
@@ -278,6 +314,7 @@ kafka_up() {
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$STACK_DIR/kafka-log4j2.properties" -Dmysimbdp.log.level=INFO \
     -cp "$home/libs/*" kafka.Kafka "$st/server.properties"
+  _kafka_started_config "$st" >"$st/server.properties.started"
   wait_until "kafka's controller to take the admin's credential" 120 "$logf" kafka \
     _kafka_assert_admin "$st" "$admin_pw"
   wait_until "kafka" 120 "$logf" kafka _kafka_healthy
@@ -299,7 +336,7 @@ kafka_status() {
   fi
   if proc_alive kafka; then
     local detail
-    detail="pid $(proc_pid kafka), 127.0.0.1:$MYSIMBDP_KAFKA_PORT SASL_PLAINTEXT/SCRAM-SHA-512"
+    detail="pid $(proc_pid kafka), 127.0.0.1:$MYSIMBDP_KAFKA_PORT SASL_PLAINTEXT, 127.0.0.1:$MYSIMBDP_KAFKA_SSL_PORT SASL_SSL; SCRAM-SHA-512"
     if port_in_use "$MYSIMBDP_KAFKA_PORT"; then
       status_row "kafka" running "$detail"
     else
@@ -322,13 +359,17 @@ kafka_env() {
     MYSIMBDP_KAFKA_ADMIN_USER "$KAFKA_ADMIN_USER" \
     MYSIMBDP_KAFKA_ADMIN_PASSWORD "$pw" \
     MYSIMBDP_KAFKA_HOME "$(_kafka_home)" \
-    MYSIMBDP_KAFKA_ADMIN_CONFIG "$(_kafka_state)/admin.properties"
+    MYSIMBDP_KAFKA_ADMIN_CONFIG "$(_kafka_state)/admin.properties" \
+    MYSIMBDP_KAFKA_SSL_BOOTSTRAP "127.0.0.1:$MYSIMBDP_KAFKA_SSL_PORT" \
+    MYSIMBDP_KAFKA_CA_FILE "$(_tls_dir)/ca.crt"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -euo pipefail
   # shellcheck source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  # shellcheck source=tls.sh
+  . "$STACK_DIR/tls.sh"
   case "${1:-}" in
     build) kafka_build ;;
     up) kafka_up ;;

@@ -17,6 +17,7 @@ set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$STACK_DIR/deps.sh"
+. "$STACK_DIR/tls.sh"
 . "$STACK_DIR/kube.sh"
 . "$STACK_DIR/kafka.sh"
 . "$STACK_DIR/coredms.sh"

@@ -126,8 +126,13 @@ async fn the_demo_ingests_both_tenants_and_keeps_what_it_refuses() {
         .with_secret_access_key(stack.var("MYSIMBDP_S3_SECRET_ACCESS_KEY"))
         .build()
         .expect("the stack's S3 store");
-    let listed: Vec<ObjectMeta> =
-        store.list(Some(&ObjectPath::from("demo/acme-air/rejected"))).collect::<Vec<_>>().await.into_iter().map(|o| o.unwrap()).collect();
+    let listed: Vec<ObjectMeta> = store
+        .list(Some(&ObjectPath::from("demo/acme-air/rejected")))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|o| o.unwrap())
+        .collect();
     let names: Vec<&str> = listed.iter().map(|o| o.location.as_ref()).collect();
     let (reasons, files): (Vec<&str>, Vec<&str>) = names.iter().partition(|n| n.ends_with(".reason"));
     assert_eq!(files.len(), 6, "every refused file is kept: {names:?}");

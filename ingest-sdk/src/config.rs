@@ -4,9 +4,10 @@
 //! run's, [`StreamConfig`] a stream replica's; both share [`CoreDmsConfig`], and a stream replica
 //! (and its metrics sidecar) reaches Kafka through [`KafkaConfig`].
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use mongodb::options::{AuthMechanism, ClientOptions, Credential};
+pub use secrecy::{ExposeSecret, SecretString};
 
 use crate::contract::{InputFile, env};
 
@@ -54,15 +55,15 @@ impl FromStr for Delivery {
     }
 }
 
-/// How to reach the tenant's database in coredms.
-#[derive(Clone, PartialEq, Eq)]
+/// How to reach the tenant's database in coredms. `Debug` redacts the password.
+#[derive(Debug, Clone)]
 pub struct CoreDmsConfig {
     /// `mongodb://host:port/`, without credentials.
     pub url: String,
     /// The tenant's user.
     pub username: String,
     /// Its password.
-    pub password: String,
+    pub password: SecretString,
     /// The tenant's database.
     pub database: String,
     /// `PLAIN`, `SCRAM-SHA-256`...; `None` lets the driver negotiate.
@@ -71,27 +72,13 @@ pub struct CoreDmsConfig {
     pub auth_source: Option<String>,
 }
 
-// The password stays out of logs and panic messages.
-impl fmt::Debug for CoreDmsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CoreDmsConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .field("database", &self.database)
-            .field("auth_mechanism", &self.auth_mechanism)
-            .field("auth_source", &self.auth_source)
-            .finish()
-    }
-}
-
 impl CoreDmsConfig {
     /// Reads the `MYSIMBDP_COREDMS_*` variables through `lookup` (a variable's value by name).
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Self {
             url: required(lookup, env::COREDMS_URL)?,
             username: required(lookup, env::COREDMS_USERNAME)?,
-            password: required(lookup, env::COREDMS_PASSWORD)?,
+            password: required(lookup, env::COREDMS_PASSWORD)?.into(),
             database: required(lookup, env::COREDMS_DATABASE)?,
             auth_mechanism: optional(lookup, env::COREDMS_AUTH_MECHANISM),
             auth_source: optional(lookup, env::COREDMS_AUTH_SOURCE),
@@ -113,7 +100,7 @@ impl CoreDmsConfig {
         options.credential = Some(
             Credential::builder()
                 .username(self.username.clone())
-                .password(self.password.clone())
+                .password(self.password.expose_secret().to_owned())
                 .mechanism(mechanism)
                 .source(self.auth_source.clone())
                 .build(),
@@ -127,7 +114,7 @@ impl CoreDmsConfig {
 }
 
 /// Everything a batch run is told by the platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BatchConfig {
     /// The tenant's name.
     pub tenant: String,
@@ -183,8 +170,8 @@ impl BatchConfig {
 }
 
 /// How to reach the shared Kafka cluster as the tenant's user (the `MYSIMBDP_KAFKA_*`
-/// variables, from the tenant's credentials Secret).
-#[derive(Clone, PartialEq, Eq)]
+/// variables, from the tenant's credentials Secret). `Debug` redacts the password.
+#[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
     pub bootstrap: String,
@@ -195,23 +182,11 @@ pub struct KafkaConfig {
     /// The tenant's Kafka user; required with SASL.
     pub username: Option<String>,
     /// Its password; required with SASL.
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
+    /// With `SSL`/`SASL_SSL`: PEM certificates of the CA to trust instead of the system's.
+    pub ssl_ca_pem: Option<String>,
     /// The prefix of every topic and consumer group the user may use (`<tenant>.`), when known.
     pub prefix: Option<String>,
-}
-
-// The password stays out of logs and panic messages.
-impl fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaConfig")
-            .field("bootstrap", &self.bootstrap)
-            .field("security_protocol", &self.security_protocol)
-            .field("sasl_mechanism", &self.sasl_mechanism)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("prefix", &self.prefix)
-            .finish()
-    }
 }
 
 /// Security protocols librdkafka knows.
@@ -233,8 +208,9 @@ impl KafkaConfig {
             bootstrap: required(lookup, env::KAFKA_BOOTSTRAP)?,
             sasl_mechanism: if sasl { Some(required(lookup, env::KAFKA_SASL_MECHANISM)?) } else { None },
             username: credential(env::KAFKA_USERNAME)?,
-            password: credential(env::KAFKA_PASSWORD)?,
+            password: credential(env::KAFKA_PASSWORD)?.map(SecretString::from),
             prefix: optional(lookup, env::KAFKA_PREFIX),
+            ssl_ca_pem: optional(lookup, env::KAFKA_SSL_CA_PEM),
             security_protocol,
         })
     }
@@ -251,7 +227,15 @@ impl KafkaConfig {
             config.set("sasl.username", username);
         }
         if let Some(password) = &self.password {
-            config.set("sasl.password", password);
+            config.set("sasl.password", password.expose_secret());
+        }
+        if self.security_protocol.ends_with("SSL") {
+            // The broker's certificate must name the host connected to (librdkafka's default,
+            // spelled out).
+            config.set("ssl.endpoint.identification.algorithm", "https");
+            if let Some(pem) = &self.ssl_ca_pem {
+                config.set("ssl.ca.pem", pem);
+            }
         }
         config
     }
@@ -277,7 +261,7 @@ pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Everything a stream replica is told by the platform. The app and its metrics sidecar get the
 /// same environment; the sidecar reads only part of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StreamConfig {
     /// The tenant's name.
     pub tenant: String,
@@ -496,6 +480,19 @@ mod tests {
         let client = config.kafka.client_config();
         assert_eq!(client.get("sasl.username"), Some("tenant-nimbus-weather"));
         assert_eq!(client.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        assert_eq!(client.get("ssl.ca.pem"), None);
+    }
+
+    #[test]
+    fn sasl_ssl_clients_trust_the_platform_ca() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let mut vars = stream_vars();
+        vars.insert(env::KAFKA_SECURITY_PROTOCOL, "SASL_SSL".into());
+        vars.insert(env::KAFKA_SSL_CA_PEM, pem.into());
+        let client = parse_stream(&vars).unwrap().kafka.client_config();
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("ssl.ca.pem"), Some(pem));
+        assert_eq!(client.get("ssl.endpoint.identification.algorithm"), Some("https"));
     }
 
     #[test]

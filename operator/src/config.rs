@@ -1,17 +1,17 @@
 //! The operator's command line: every setting has a flag, an environment variable and (where
 //! one makes sense) a default; credentials come from the environment only.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use clap::{Args, ValueEnum};
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::{
     context::{AppEndpoints, Context},
-    coredms::{CoreDmsAdmin, ferretdb::FerretDbAdmin, mongo::MongoAdmin},
-    kafka::{KafkaAdmin, protocol::ProtocolAdmin},
+    coredms::{CoreDmsAdmin, ferretdb::FerretDbAdmin, mongo::MongoAdmin, postgres::PostgresConnector},
+    kafka::{KafkaAdmin, SecurityProtocol, Transport, protocol::ProtocolAdmin},
     metrics::Metrics,
-    secret::Secret,
+    secret::{ExposeSecret, SecretString},
     staging,
     tenant::plan::{Egress, Platform},
 };
@@ -34,15 +34,24 @@ pub struct PlatformArgs {
     /// Kafka bootstrap servers as apps reach them; defaults to --kafka-bootstrap.
     #[arg(long, env = "MYSIMBDP_APP_KAFKA_BOOTSTRAP")]
     pub app_kafka_bootstrap: Option<String>,
-    /// Kafka security protocol apps use.
+    /// Kafka security protocol of the operator's clients (admin, monitor) and, unless
+    /// --app-kafka-security-protocol says otherwise, of apps: SASL_SSL or SASL_PLAINTEXT.
     #[arg(long, env = "MYSIMBDP_KAFKA_SECURITY_PROTOCOL", default_value = "SASL_PLAINTEXT")]
-    pub kafka_security_protocol: String,
+    pub kafka_security_protocol: SecurityProtocol,
+    /// Kafka security protocol apps use toward --app-kafka-bootstrap; defaults to
+    /// --kafka-security-protocol.
+    #[arg(long, env = "MYSIMBDP_APP_KAFKA_SECURITY_PROTOCOL")]
+    pub app_kafka_security_protocol: Option<SecurityProtocol>,
+    /// With SASL_SSL: PEM file of the CA that signed the brokers' certificates, trusted instead
+    /// of the system's CAs; apps get its certificates in MYSIMBDP_KAFKA_SSL_CA_PEM.
+    #[arg(long, env = "MYSIMBDP_KAFKA_CA_FILE")]
+    pub kafka_ca_file: Option<PathBuf>,
     /// The Kafka admin (a super user) the operator authenticates as with SCRAM-SHA-512.
     #[arg(long, env = "MYSIMBDP_KAFKA_ADMIN_USER", default_value = "admin")]
     pub kafka_admin_user: String,
     /// The Kafka admin's password (environment only).
     #[arg(long, env = "MYSIMBDP_KAFKA_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
-    pub kafka_admin_password: String,
+    pub kafka_admin_password: SecretString,
 
     /// coredms connection as the admin.
     #[command(flatten)]
@@ -55,8 +64,13 @@ pub struct PlatformArgs {
     pub coredms_backend: CoreDmsBackend,
     /// PostgreSQL URL under FerretDB, with superuser credentials (environment only; only for
     /// the ferretdb-postgres backend).
+    /// TLS follows the URL's sslmode (libpq's names; verify-full is the one to use) and
+    /// sslrootcert.
     #[arg(long, env = "MYSIMBDP_POSTGRES_URL", hide_env_values = true, hide = true)]
-    pub postgres_url: Option<String>,
+    pub postgres_url: Option<SecretString>,
+    /// PEM file of the CA that signed PostgreSQL's certificate; overrides the URL's sslrootcert.
+    #[arg(long, env = "MYSIMBDP_POSTGRES_CA_FILE")]
+    pub postgres_ca_file: Option<PathBuf>,
 
     /// Where tenants stage files: file:///absolute/path, or s3://bucket[/prefix] (credentials,
     /// region and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
@@ -135,7 +149,7 @@ pub struct CoreDmsArgs {
     pub coredms_admin_user: String,
     /// The coredms admin's password (environment only).
     #[arg(long, env = "MYSIMBDP_COREDMS_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
-    pub coredms_admin_password: String,
+    pub coredms_admin_password: SecretString,
     /// How the admin authenticates (PLAIN for FerretDB; empty lets the driver negotiate).
     #[arg(long, env = "MYSIMBDP_COREDMS_AUTH_MECHANISM", default_value = "")]
     pub coredms_auth_mechanism: String,
@@ -160,7 +174,7 @@ impl CoreDmsArgs {
         options.credential = Some(
             mongodb::options::Credential::builder()
                 .username(self.coredms_admin_user.clone())
-                .password(self.coredms_admin_password.clone())
+                .password(self.coredms_admin_password.expose_secret().to_owned())
                 .mechanism(mechanism)
                 .source(self.coredms_auth_source.clone())
                 .build(),
@@ -182,6 +196,12 @@ pub enum StartupError {
     /// coredms settings unusable.
     #[error("cannot administer coredms: {0}")]
     CoreDms(String),
+    /// The Kafka CA file is unusable.
+    #[error(
+        "--kafka-ca-file (MYSIMBDP_KAFKA_CA_FILE): {0}; give the PEM certificate of the CA that signed the brokers' \
+         certificates"
+    )]
+    KafkaCaFile(#[from] crate::tls::CaFileError),
     /// Staging URL unusable.
     #[error(transparent)]
     Staging(#[from] staging::StagingError),
@@ -207,25 +227,43 @@ impl PlatformArgs {
         }
     }
 
-    /// Where apps reach Kafka and coredms.
-    pub fn endpoints(&self) -> AppEndpoints {
-        AppEndpoints {
+    /// Where apps reach Kafka and coredms; with SASL_SSL and a CA file, the CA's certificates.
+    pub fn endpoints(&self) -> Result<AppEndpoints, StartupError> {
+        let protocol = self.app_kafka_security_protocol.unwrap_or(self.kafka_security_protocol);
+        let ca_pem = match (&self.kafka_ca_file, protocol) {
+            (Some(path), SecurityProtocol::SaslSsl) => Some(crate::tls::read_ca_pem(path)?),
+            _ => None,
+        };
+        Ok(AppEndpoints {
             kafka_bootstrap: self.app_kafka_bootstrap.clone().unwrap_or_else(|| self.kafka_bootstrap.clone()),
-            kafka_security_protocol: self.kafka_security_protocol.clone(),
+            kafka_security_protocol: protocol.as_str().into(),
             kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
+            kafka_ssl_ca_pem: ca_pem,
             coredms_url: self.app_coredms_url.clone().unwrap_or_else(|| self.coredms.coredms_url.clone()),
-        }
+        })
     }
 
-    /// Kafka client settings of the platform admin, for the monitor's consumers.
+    /// How the admin client reaches the brokers.
+    pub fn kafka_transport(&self) -> Transport {
+        Transport::new(self.kafka_security_protocol, self.kafka_ca_file.clone())
+    }
+
+    /// Kafka client settings of the platform admin, for the monitor's consumers: the same
+    /// protocol, and with SASL_SSL the same CA, as the admin client.
     pub fn kafka_admin_client(&self) -> rdkafka::ClientConfig {
         let mut config = rdkafka::ClientConfig::new();
         config
             .set("bootstrap.servers", &self.kafka_bootstrap)
-            .set("security.protocol", &self.kafka_security_protocol)
+            .set("security.protocol", self.kafka_security_protocol.as_str())
             .set("sasl.mechanism", "SCRAM-SHA-512")
             .set("sasl.username", &self.kafka_admin_user)
-            .set("sasl.password", &self.kafka_admin_password);
+            .set("sasl.password", self.kafka_admin_password.expose_secret());
+        if self.kafka_security_protocol == SecurityProtocol::SaslSsl {
+            config.set("ssl.endpoint.identification.algorithm", "https");
+            if let Some(ca_file) = &self.kafka_ca_file {
+                config.set("ssl.ca.location", ca_file.to_string_lossy());
+            }
+        }
         config
     }
 
@@ -236,7 +274,8 @@ impl PlatformArgs {
             ProtocolAdmin::connect(
                 &self.kafka_bootstrap,
                 &self.kafka_admin_user,
-                Secret::new(self.kafka_admin_password.clone()),
+                self.kafka_admin_password.clone(),
+                &self.kafka_transport(),
             )
             .await?,
         );
@@ -257,7 +296,9 @@ impl PlatformArgs {
                 let url = self.postgres_url.clone().ok_or_else(|| {
                     StartupError::CoreDms("the ferretdb-postgres backend needs MYSIMBDP_POSTGRES_URL".into())
                 })?;
-                Arc::new(FerretDbAdmin::new(mongo.clone(), Secret::new(url)))
+                let postgres = PostgresConnector::new(&url, self.postgres_ca_file.as_deref())
+                    .map_err(|e| StartupError::CoreDms(e.to_string()))?;
+                Arc::new(FerretDbAdmin::new(mongo.clone(), postgres))
             }
         };
         let staging =
@@ -273,7 +314,7 @@ impl PlatformArgs {
             coredms,
             staging,
             platform: self.platform(),
-            endpoints: self.endpoints(),
+            endpoints: self.endpoints()?,
             metrics,
             ledger,
             platform_db: mongo.database(&self.coredms.platform_database),
@@ -283,7 +324,69 @@ impl PlatformArgs {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        platform: PlatformArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<PlatformArgs, clap::Error> {
+        let mut argv = vec![
+            "op",
+            "--kafka-bootstrap=127.0.0.1:19096",
+            "--kafka-admin-password=kafka-pw-41d2",
+            "--coredms-url=mongodb://127.0.0.1:27018/",
+            "--coredms-admin-user=admin",
+            "--coredms-admin-password=coredms-pw-9e7b",
+            "--postgres-url=postgres://admin:pg-pw-c3a1@127.0.0.1:15432/ferretdb?sslmode=verify-full",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|cli| cli.platform)
+    }
+
+    #[test]
+    fn debug_output_redacts_every_password() {
+        let args = parse(&[]).unwrap();
+        let printed = format!("{args:?} {:?}", args.coredms);
+        for password in ["kafka-pw-41d2", "coredms-pw-9e7b", "pg-pw-c3a1"] {
+            assert!(!printed.contains(password), "{password} is printed: {printed}");
+        }
+        assert!(printed.contains("127.0.0.1:19096"), "{printed}");
+        let client = format!("{:?}", args.kafka_admin_client());
+        assert!(!client.contains("kafka-pw-41d2"), "{client}");
+    }
+
+    #[test]
+    fn kafka_security_settings_reach_every_client() {
+        let plaintext = parse(&[]).unwrap();
+        assert_eq!(plaintext.kafka_transport(), Transport::Plaintext);
+        assert_eq!(plaintext.kafka_admin_client().get("ssl.ca.location"), None);
+
+        let tls = parse(&["--kafka-security-protocol=SASL_SSL", "--kafka-ca-file=/etc/mysimbdp/kafka-ca.crt"]).unwrap();
+        assert_eq!(tls.kafka_transport(), Transport::Tls { ca_file: Some("/etc/mysimbdp/kafka-ca.crt".into()) });
+        let client = tls.kafka_admin_client();
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("ssl.ca.location"), Some("/etc/mysimbdp/kafka-ca.crt"));
+        let error = tls.endpoints().unwrap_err().to_string();
+        assert!(error.starts_with("--kafka-ca-file (MYSIMBDP_KAFKA_CA_FILE): cannot use the CA file"), "{error}");
+
+        // Apps behind another listener keep their own protocol and get no CA.
+        let apps_plain = parse(&[
+            "--kafka-security-protocol=SASL_SSL",
+            "--kafka-ca-file=/etc/mysimbdp/kafka-ca.crt",
+            "--app-kafka-security-protocol=SASL_PLAINTEXT",
+        ])
+        .unwrap();
+        let endpoints = apps_plain.endpoints().unwrap();
+        assert_eq!((endpoints.kafka_security_protocol.as_str(), endpoints.kafka_ssl_ca_pem), ("SASL_PLAINTEXT", None));
+
+        let refused = parse(&["--kafka-security-protocol=PLAINTEXT"]).expect_err("PLAINTEXT is refused");
+        assert!(refused.to_string().contains("use SASL_SSL (TLS) or SASL_PLAINTEXT"), "{refused}");
+    }
 
     #[test]
     fn egress_comes_from_ip_endpoints_and_flags() {

@@ -25,6 +25,9 @@ pub struct AppEndpoints {
     pub kafka_security_protocol: String,
     /// The SASL mechanism (`SCRAM-SHA-512`).
     pub kafka_sasl_mechanism: String,
+    /// With `SASL_SSL`: PEM certificates of the CA that signed the brokers' certificates, when
+    /// the platform names one (otherwise apps trust their system's CAs).
+    pub kafka_ssl_ca_pem: Option<String>,
     /// coredms URL without credentials.
     pub coredms_url: String,
 }

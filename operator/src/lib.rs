@@ -17,6 +17,7 @@ pub mod leader;
 pub mod metrics;
 pub mod monitor;
 pub mod runtime;
+pub mod scram;
 pub mod secret;
 pub mod shutdown;
 pub mod staging;
@@ -24,3 +25,4 @@ pub mod stream;
 pub mod tenant;
 #[cfg(test)]
 pub mod testing;
+pub mod tls;

@@ -1,41 +1,14 @@
-//! Credentials as a type that never prints its value, and the generator of new passwords.
-
-use std::fmt;
+//! Credentials. Every password the operator holds is a [`SecretString`] (the `secrecy` crate):
+//! its `Debug` prints `[REDACTED]`, it has no `Display`, its value is reachable only through
+//! [`ExposeSecret::expose_secret`] at the one place that must send it, and its memory is zeroed
+//! when it is dropped. This module adds the generator of new passwords.
 
 use rand::{Rng, distr::Alphanumeric};
+pub use secrecy::{ExposeSecret, SecretString};
 
-/// A password or other credential. `Debug` and `Display` print `<redacted>`; the value is only
-/// reachable through [`Secret::expose`], so it cannot end up in a log by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a credential.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// A new random password of 32 letters and digits (about 190 bits).
-    pub fn generate() -> Self {
-        Self(rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect())
-    }
-
-    /// The credential itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
+/// A new random password of 32 letters and digits (about 190 bits).
+pub fn generate() -> SecretString {
+    SecretString::from(rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect::<String>())
 }
 
 #[cfg(test)]
@@ -44,16 +17,16 @@ mod tests {
 
     #[test]
     fn secrets_never_print_their_value() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s} {s:?}"), "<redacted> Secret(<redacted>)");
-        assert_eq!(s.expose(), "hunter2");
+        let s = SecretString::from("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+        assert_eq!(s.expose_secret(), "hunter2");
     }
 
     #[test]
     fn generated_passwords_are_long_and_distinct() {
-        let (a, b) = (Secret::generate(), Secret::generate());
-        assert_eq!(a.expose().len(), 32);
-        assert!(a.expose().chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
+        let (a, b) = (generate(), generate());
+        assert_eq!(a.expose_secret().len(), 32);
+        assert!(a.expose_secret().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     coredms::{AppAuth, CoreDmsAdmin, CoreDmsError},
     kafka::{ByteRates, KafkaAdmin, KafkaAdminError, PrefixedAllow, TopicSpec, TopicState},
     metrics::Metrics,
-    secret::Secret,
+    secret::SecretString,
     staging::ObjectStaging,
     tenant::plan::Platform,
 };
@@ -142,7 +142,7 @@ impl KafkaAdmin for FakeKafka {
     async fn scram_user_exists(&self, _: &str) -> Result<bool, KafkaAdminError> {
         self.check().map(|()| false)
     }
-    async fn upsert_scram_user(&self, _: &str, _: &Secret) -> Result<(), KafkaAdminError> {
+    async fn upsert_scram_user(&self, _: &str, _: &SecretString) -> Result<(), KafkaAdminError> {
         self.check()
     }
     async fn delete_scram_user(&self, _: &str) -> Result<(), KafkaAdminError> {
@@ -204,7 +204,13 @@ impl FakeCoreDms {
 
 #[async_trait]
 impl CoreDmsAdmin for FakeCoreDms {
-    async fn ensure_tenant_database(&self, database: &str, _: &str, _: &Secret, _: bool) -> Result<(), CoreDmsError> {
+    async fn ensure_tenant_database(
+        &self,
+        database: &str,
+        _: &str,
+        _: &SecretString,
+        _: bool,
+    ) -> Result<(), CoreDmsError> {
         self.check(database)
     }
     async fn user_exists(&self, user: &str) -> Result<bool, CoreDmsError> {
@@ -261,6 +267,7 @@ pub fn context(api: &FakeApiServer, kafka: FakeKafka, coredms: FakeCoreDms) -> A
             kafka_bootstrap: "kafka.test:9092".into(),
             kafka_security_protocol: "SASL_PLAINTEXT".into(),
             kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
+            kafka_ssl_ca_pem: None,
             coredms_url: "mongodb://coredms.test:27017/".into(),
         },
         metrics: Arc::new(Metrics::default()),

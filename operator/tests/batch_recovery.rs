@@ -38,10 +38,9 @@ fn app_pid(leader: i32) -> i32 {
 /// Documents in the tenant's `flights` collection, counted in PostgreSQL under FerretDB: a
 /// count through the MongoDB API scans every document, too slowly to catch a run mid-way.
 async fn stored(stack: &Stack) -> u64 {
-    let (pg, connection) = tokio_postgres::connect(stack.var("MYSIMBDP_POSTGRES_URL"), tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL under coredms");
-    tokio::spawn(connection);
+    let url = mysimbdp_operator::secret::SecretString::from(stack.var("MYSIMBDP_POSTGRES_URL"));
+    let connector = mysimbdp_operator::coredms::postgres::PostgresConnector::new(&url, None).expect("the stack's URL");
+    let pg = connector.connect().await.expect("PostgreSQL under coredms");
     let schema = TenantNames::new(TENANT, None).database;
     let table: Option<String> = pg
         .query_opt(

@@ -1,6 +1,8 @@
 //! `ProtocolAdmin` against the local stack's real Kafka broker: SCRAM users, prefixed ACLs,
 //! client quotas and topics, each checked both through the adapter and, where it matters,
-//! through an rdkafka client of the tenant's user. Names are unique per run.
+//! through an rdkafka client of the tenant's user. Names are unique per run. The adapter is also
+//! tested over the stack's SASL_SSL listener, whose certificate the stack's own CA signed:
+//! trusted with that CA, refused with any other or when the certificate does not name the host.
 //!
 //! The broker answers reads from a metadata cache that follows the controller's log, so
 //! read-backs after a write wait (with a deadline) instead of expecting the change at once.
@@ -16,9 +18,9 @@ use mysimbdp_e2e::{Stack, unique, wait_for};
 use mysimbdp_operator::{
     kafka::{
         ByteRates, KafkaAdmin, KafkaAdminError, Operation, PrefixedAllow, ResourceKind, TopicSpec, TopicState,
-        protocol::ProtocolAdmin,
+        Transport, protocol::ProtocolAdmin,
     },
-    secret::Secret,
+    secret::{self, ExposeSecret, SecretString},
 };
 use rdkafka::{
     ClientContext, Message, Statistics,
@@ -39,15 +41,16 @@ async fn admin(stack: &Stack) -> ProtocolAdmin {
     ProtocolAdmin::connect(
         stack.var("MYSIMBDP_KAFKA_BOOTSTRAP"),
         stack.var("MYSIMBDP_KAFKA_ADMIN_USER"),
-        Secret::new(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        SecretString::from(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        &Transport::Plaintext,
     )
     .await
     .expect("the platform admin connects")
 }
 
 /// Creates a SCRAM user and waits until an rdkafka client authenticates with it.
-async fn new_user(stack: &Stack, admin: &ProtocolAdmin, prefix: &str) -> (String, Secret) {
-    let (user, password) = (unique(prefix), Secret::generate());
+async fn new_user(stack: &Stack, admin: &ProtocolAdmin, prefix: &str) -> (String, SecretString) {
+    let (user, password) = (unique(prefix), secret::generate());
     admin.upsert_scram_user(&user, &password).await.expect("upsert SCRAM user");
     wait_for("the new SCRAM user to authenticate through rdkafka", TIMEOUT, || authenticates(stack, &user, &password))
         .await;
@@ -55,8 +58,8 @@ async fn new_user(stack: &Stack, admin: &ProtocolAdmin, prefix: &str) -> (String
 }
 
 /// `Some(())` when an rdkafka client of `user` can fetch cluster metadata, i.e. authenticates.
-async fn authenticates(stack: &Stack, user: &str, password: &Secret) -> Option<()> {
-    let config = stack.kafka_config(user, password.expose());
+async fn authenticates(stack: &Stack, user: &str, password: &SecretString) -> Option<()> {
+    let config = stack.kafka_config(user, password.expose_secret());
     tokio::task::spawn_blocking(move || {
         let producer: BaseProducer = config.create().ok()?;
         producer.client().fetch_metadata(None, Timeout::After(Duration::from_secs(5))).ok().map(drop)
@@ -65,9 +68,15 @@ async fn authenticates(stack: &Stack, user: &str, password: &Secret) -> Option<(
     .expect("metadata task")
 }
 
-async fn produce(stack: &Stack, user: &str, password: &Secret, topic: &str, payload: &str) -> Result<(), KafkaError> {
+async fn produce(
+    stack: &Stack,
+    user: &str,
+    password: &SecretString,
+    topic: &str,
+    payload: &str,
+) -> Result<(), KafkaError> {
     let producer: FutureProducer = stack
-        .kafka_config(user, password.expose())
+        .kafka_config(user, password.expose_secret())
         .set("acks", "all")
         .set("message.timeout.ms", "5000")
         .create()
@@ -132,7 +141,8 @@ async fn the_admin_connects_and_a_wrong_password_is_refused() {
     let refused = ProtocolAdmin::connect(
         stack.var("MYSIMBDP_KAFKA_BOOTSTRAP"),
         stack.var("MYSIMBDP_KAFKA_ADMIN_USER"),
-        Secret::new("not-the-password"),
+        SecretString::from("not-the-password"),
+        &Transport::Plaintext,
     )
     .await;
     match refused {
@@ -143,7 +153,8 @@ async fn the_admin_connects_and_a_wrong_password_is_refused() {
         other => panic!("a wrong password: expected an Authentication error, got {other:?}"),
     }
 
-    let unreachable = ProtocolAdmin::connect("127.0.0.1:1", "admin", Secret::new("x")).await;
+    let unreachable =
+        ProtocolAdmin::connect("127.0.0.1:1", "admin", SecretString::from("x"), &Transport::Plaintext).await;
     assert!(matches!(unreachable, Err(KafkaAdminError::Connect { .. })), "{unreachable:?}");
 }
 
@@ -157,7 +168,12 @@ struct Relay {
 
 impl Relay {
     async fn to(target: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        Self::from_address("127.0.0.1", target).await
+    }
+
+    /// A relay listening on `ip` (any loopback address), e.g. one a certificate does not name.
+    async fn from_address(ip: &str, target: &str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind relay");
         let address = listener.local_addr().expect("relay address").to_string();
         let connections = Arc::new(Mutex::new(Vec::new()));
         let (target, registry) = (target.to_owned(), connections.clone());
@@ -194,7 +210,8 @@ async fn a_broken_connection_is_reopened_once() {
     let admin = ProtocolAdmin::connect(
         &format!("127.0.0.1:1,{}", relay.address),
         stack.var("MYSIMBDP_KAFKA_ADMIN_USER"),
-        Secret::new(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        SecretString::from(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        &Transport::Plaintext,
     )
     .await
     .expect("the admin connects through the relay");
@@ -220,7 +237,7 @@ async fn scram_users_are_created_used_and_deleted() {
     let user = unique("ka-scram");
     assert!(!admin.scram_user_exists(&user).await.expect("describe"), "a new user already exists");
 
-    let password = Secret::generate();
+    let password = secret::generate();
     admin.upsert_scram_user(&user, &password).await.expect("upsert");
     wait_for("the user to exist", TIMEOUT, || async {
         admin.scram_user_exists(&user).await.expect("describe").then_some(())
@@ -268,7 +285,7 @@ async fn prefixed_acls_let_a_tenant_use_its_topics_only() {
     })
     .await;
     let consumer: StreamConsumer = stack
-        .kafka_config(&user, password.expose())
+        .kafka_config(&user, password.expose_secret())
         .set("group.id", format!("{prefix}group"))
         .set("auto.offset.reset", "earliest")
         .create()
@@ -378,7 +395,7 @@ async fn a_producer_quota_throttles_the_tenant() {
 
     let stats = ThrottleStats::default();
     let producer: FutureProducer<ThrottleStats> = stack
-        .kafka_config(&user, password.expose())
+        .kafka_config(&user, password.expose_secret())
         .set("acks", "all")
         .set("statistics.interval.ms", "500")
         .set("message.timeout.ms", "60000")
@@ -459,4 +476,89 @@ async fn topics_are_created_grown_configured_and_deleted() {
     admin.delete_topics(std::slice::from_ref(&name)).await.expect("delete topic");
     wait_for_topics(&admin, &prefix, &[]).await;
     admin.delete_topics(&[name]).await.expect("deleting a deleted topic succeeds");
+}
+
+/// The stack's SASL_SSL listener, trusting `ca_file`.
+async fn tls_admin(stack: &Stack, bootstrap: &str, ca_file: Option<&str>) -> Result<ProtocolAdmin, KafkaAdminError> {
+    ProtocolAdmin::connect(
+        bootstrap,
+        stack.var("MYSIMBDP_KAFKA_ADMIN_USER"),
+        SecretString::from(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        &Transport::Tls { ca_file: ca_file.map(Into::into) },
+    )
+    .await
+}
+
+/// `Some(())` when an rdkafka client of `user` fetches metadata over SASL_SSL with the settings
+/// the monitor and apps get: the stack's CA and host name verification.
+async fn authenticates_over_tls(stack: &Stack, user: &str, password: &SecretString) -> Option<()> {
+    let mut config = stack.kafka_config(user, password.expose_secret());
+    config
+        .set("bootstrap.servers", stack.var("MYSIMBDP_KAFKA_SSL_BOOTSTRAP"))
+        .set("security.protocol", "SASL_SSL")
+        .set("ssl.ca.location", stack.var("MYSIMBDP_KAFKA_CA_FILE"))
+        .set("ssl.endpoint.identification.algorithm", "https");
+    tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = config.create().ok()?;
+        producer.client().fetch_metadata(None, Timeout::After(Duration::from_secs(5))).ok().map(drop)
+    })
+    .await
+    .expect("metadata task")
+}
+
+#[tokio::test]
+async fn the_admin_works_over_sasl_ssl_with_the_stack_ca() {
+    let stack = Stack::load();
+    let (bootstrap, ca) = (stack.var("MYSIMBDP_KAFKA_SSL_BOOTSTRAP"), stack.var("MYSIMBDP_KAFKA_CA_FILE"));
+    let admin = tls_admin(&stack, bootstrap, Some(ca)).await.expect("the admin connects over SASL_SSL");
+    let versions = admin.negotiated_versions().await.expect("negotiated versions");
+    assert!(versions.iter().all(|(_, v)| v.is_some()), "an API has no common version: {versions:?}");
+
+    // A full round trip over TLS: a SCRAM user made by the admin authenticates, over TLS too.
+    let (user, password) = (unique("ka-tls"), secret::generate());
+    admin.upsert_scram_user(&user, &password).await.expect("upsert over TLS");
+    wait_for("the user to exist", TIMEOUT, || async {
+        admin.scram_user_exists(&user).await.expect("describe over TLS").then_some(())
+    })
+    .await;
+    wait_for("the user to authenticate through rdkafka over SASL_SSL", TIMEOUT, || {
+        authenticates_over_tls(&stack, &user, &password)
+    })
+    .await;
+    admin.delete_scram_user(&user).await.expect("delete over TLS");
+
+    // The certificate names localhost as well as 127.0.0.1.
+    let port = bootstrap.rsplit_once(':').expect("host:port").1;
+    tls_admin(&stack, &format!("localhost:{port}"), Some(ca)).await.expect("the admin connects by name");
+}
+
+#[tokio::test]
+async fn sasl_ssl_refuses_brokers_it_cannot_trust() {
+    let stack = Stack::load();
+    let bootstrap = stack.var("MYSIMBDP_KAFKA_SSL_BOOTSTRAP");
+    let refused = |outcome: Result<ProtocolAdmin, KafkaAdminError>, case: &str| match outcome {
+        Err(KafkaAdminError::Tls { message, .. }) => message,
+        other => panic!("{case}: expected a TLS error, got {other:?}"),
+    };
+
+    // A CA file without the stack's CA (the system's bundle), and the system's CAs themselves.
+    let message = refused(tls_admin(&stack, bootstrap, Some("/etc/ssl/certs/ca-certificates.crt")).await, "wrong CA");
+    assert!(message.contains("not trusted") && message.contains("--kafka-ca-file"), "{message}");
+    let message = refused(tls_admin(&stack, bootstrap, None).await, "system CAs");
+    assert!(message.contains("not trusted"), "{message}");
+
+    // The right CA, but an address the certificate does not name.
+    let relay = Relay::from_address("127.0.0.2", bootstrap).await;
+    let outcome = tls_admin(&stack, &relay.address, Some(stack.var("MYSIMBDP_KAFKA_CA_FILE"))).await;
+    let message = refused(outcome, "a host the certificate does not name");
+    assert!(message.contains("must name 127.0.0.2"), "{message}");
+
+    // TLS toward the SASL_PLAINTEXT listener.
+    let outcome =
+        tls_admin(&stack, stack.var("MYSIMBDP_KAFKA_BOOTSTRAP"), Some(stack.var("MYSIMBDP_KAFKA_CA_FILE"))).await;
+    let message = refused(outcome, "a plaintext listener");
+    assert!(message.contains("is it a SASL_SSL listener"), "{message}");
+
+    let error = tls_admin(&stack, bootstrap, Some("/nonexistent/ca.crt")).await.expect_err("a missing CA file");
+    assert!(error.to_string().contains("cannot use the CA file /nonexistent/ca.crt"), "{error}");
 }

@@ -22,8 +22,8 @@ use mongodb::bson::{Document, doc};
 use mysimbdp_api::Tenant;
 use mysimbdp_e2e::{OperatorProcess, Stack, unique, wait_for};
 use mysimbdp_operator::{
-    kafka::{KafkaAdmin, protocol::ProtocolAdmin},
-    secret::Secret as Password,
+    kafka::{KafkaAdmin, Transport, protocol::ProtocolAdmin},
+    secret::SecretString as Password,
     tenant::{credentials::keys, names::TenantNames, plan},
 };
 use rdkafka::{
@@ -80,7 +80,8 @@ async fn kafka_admin(stack: &Stack) -> ProtocolAdmin {
     ProtocolAdmin::connect(
         stack.var("MYSIMBDP_KAFKA_BOOTSTRAP"),
         stack.var("MYSIMBDP_KAFKA_ADMIN_USER"),
-        Password::new(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        Password::from(stack.var("MYSIMBDP_KAFKA_ADMIN_PASSWORD")),
+        &Transport::Plaintext,
     )
     .await
     .expect("admin connection")

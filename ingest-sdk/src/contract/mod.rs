@@ -52,6 +52,9 @@ pub mod env {
     pub const KAFKA_USERNAME: &str = "MYSIMBDP_KAFKA_USERNAME";
     /// Its password.
     pub const KAFKA_PASSWORD: &str = "MYSIMBDP_KAFKA_PASSWORD";
+    /// With `SASL_SSL`: PEM certificates of the CA that signed the brokers' certificates, when
+    /// the platform uses a private CA (unset: trust the system's CAs).
+    pub const KAFKA_SSL_CA_PEM: &str = "MYSIMBDP_KAFKA_SSL_CA_PEM";
     /// Prefix of every topic and consumer group of the tenant (`<tenant>.`).
     pub const KAFKA_PREFIX: &str = "MYSIMBDP_KAFKA_PREFIX";
     /// Stream: topics to consume, full names, comma-separated.

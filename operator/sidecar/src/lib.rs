@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use jiff::Timestamp;
-use mysimbdp_ingest_sdk::{config::KafkaConfig, contract::env};
+use mysimbdp_ingest_sdk::{
+    config::{KafkaConfig, SecretString},
+    contract::env,
+};
 use tokio::{net::TcpListener, sync::mpsc};
 use tracing::{info, warn};
 
@@ -93,7 +96,10 @@ pub struct Args {
     pub kafka_username: Option<String>,
     /// Its password (required with SASL); prefer the environment variable.
     #[arg(long, env = env::KAFKA_PASSWORD, hide_env_values = true)]
-    pub kafka_password: Option<String>,
+    pub kafka_password: Option<SecretString>,
+    /// With SASL_SSL: PEM certificates of the CA that signed the brokers' certificates.
+    #[arg(long, env = env::KAFKA_SSL_CA_PEM, hide_env_values = true)]
+    pub kafka_ssl_ca_pem: Option<String>,
     /// The tenant's topic prefix; when given, the reports topic must be under it.
     #[arg(long, env = env::KAFKA_PREFIX)]
     pub kafka_prefix: Option<String>,
@@ -145,23 +151,27 @@ impl Args {
     /// The Kafka settings, checked.
     pub fn kafka(&self) -> Result<KafkaConfig, SidecarError> {
         let sasl = self.kafka_security_protocol.starts_with("SASL_");
-        let needed = |value: &Option<String>, option, var| match value {
-            None if sasl => Err(SidecarError::Config {
-                option,
-                var,
-                problem: format!(
-                    "is required with {}; the tenant's credentials Secret has it",
-                    self.kafka_security_protocol
-                ),
-            }),
-            _ => Ok(value.clone()),
+        let missing = |option, var| SidecarError::Config {
+            option,
+            var,
+            problem: format!(
+                "is required with {}; the tenant's credentials Secret has it",
+                self.kafka_security_protocol
+            ),
         };
+        if sasl && self.kafka_username.is_none() {
+            return Err(missing("--kafka-username", env::KAFKA_USERNAME));
+        }
+        if sasl && self.kafka_password.is_none() {
+            return Err(missing("--kafka-password", env::KAFKA_PASSWORD));
+        }
         let kafka = KafkaConfig {
             bootstrap: self.kafka_bootstrap.clone(),
             security_protocol: self.kafka_security_protocol.clone(),
             sasl_mechanism: sasl.then(|| self.kafka_sasl_mechanism.clone()),
-            username: needed(&self.kafka_username, "--kafka-username", env::KAFKA_USERNAME)?,
-            password: needed(&self.kafka_password, "--kafka-password", env::KAFKA_PASSWORD)?,
+            username: self.kafka_username.clone(),
+            password: self.kafka_password.clone(),
+            ssl_ca_pem: self.kafka_ssl_ca_pem.clone(),
             prefix: self.kafka_prefix.clone().filter(|p| !p.is_empty()),
         };
         kafka.check_prefixed(env::REPORTS_TOPIC, &self.reports_topic).map_err(|e| SidecarError::Config {
@@ -285,6 +295,14 @@ mod tests {
 
         assert!(args(&["--interval-ms", "0"]).is_err());
         assert!(args(&["--kafka-security-protocol", "SCRAM"]).is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let parsed = args(&["--kafka-username", "tenant-nimbus-weather", "--kafka-password", "pw-7f3a9c"]).unwrap();
+        let printed = format!("{parsed:?} {:?}", parsed.kafka().unwrap());
+        assert!(!printed.contains("pw-7f3a9c"), "{printed}");
+        assert!(printed.contains("tenant-nimbus-weather"), "{printed}");
     }
 
     #[test]

@@ -4,15 +4,16 @@
 //! tables and has no rights on any other schema.
 //!
 //! Databases are created through FerretDB (so its catalogue knows them) as the platform admin,
-//! then handed to the tenant role; roles and ownership are managed in PostgreSQL directly.
+//! then handed to the tenant role; roles and ownership are managed in PostgreSQL directly, over
+//! the admin sessions of [`PostgresConnector`] (TLS as its URL asks). A role's password is set
+//! as a SCRAM-SHA-256 verifier computed here: the password itself never reaches PostgreSQL.
 
 use async_trait::async_trait;
 use mongodb::bson::doc;
-use tokio_postgres::NoTls;
-use tracing::{debug, info};
+use tracing::info;
 
-use super::{AppAuth, CoreDmsAdmin, CoreDmsError, Result, check_name};
-use crate::secret::Secret;
+use super::{AppAuth, CoreDmsAdmin, CoreDmsError, Result, check_name, postgres::PostgresConnector};
+use crate::{scram, secret::SecretString};
 
 /// Collection every tenant database is created with; it marks the database as the platform's.
 pub const MARKER_COLLECTION: &str = "_mysimbdp";
@@ -23,27 +24,23 @@ const NAMESPACE_EXISTS: i32 = 48;
 pub struct FerretDbAdmin {
     /// FerretDB, authenticated as the platform admin.
     mongo: mongodb::Client,
-    /// `postgres://` URL of the database FerretDB uses, with the admin's credentials.
-    postgres_url: Secret,
+    /// Sessions with the PostgreSQL database FerretDB uses, as a superuser.
+    postgres: PostgresConnector,
 }
 
 impl FerretDbAdmin {
     /// An adapter that administers through `mongo` (FerretDB as the platform admin) and
-    /// `postgres_url` (the PostgreSQL database under it, as a superuser).
-    pub fn new(mongo: mongodb::Client, postgres_url: Secret) -> Self {
-        Self { mongo, postgres_url }
+    /// `postgres` (the PostgreSQL database under it, as a superuser).
+    pub fn new(mongo: mongodb::Client, postgres: PostgresConnector) -> Self {
+        Self { mongo, postgres }
     }
 
     async fn postgres(&self, object: &str) -> Result<tokio_postgres::Client> {
-        let (client, connection) = tokio_postgres::connect(self.postgres_url.expose(), NoTls)
-            .await
-            .map_err(|source| CoreDmsError::Postgres { operation: "connect", object: object.to_owned(), source })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%error, "PostgreSQL admin connection closed");
-            }
-        });
-        Ok(client)
+        self.postgres.connect().await.map_err(|source| CoreDmsError::Postgres {
+            operation: "connect",
+            object: object.to_owned(),
+            source,
+        })
     }
 
     async fn create_database(&self, database: &str) -> Result<()> {
@@ -71,10 +68,20 @@ fn command_code(error: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
-/// A PostgreSQL string literal. Passwords are generated alphanumerics, but quoting stays
-/// correct for any value.
+/// A PostgreSQL string literal; quoting stays correct for any value.
 fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// `CREATE ROLE` (`create`) or `ALTER ROLE` of a login role `user` with `password`, given as a
+/// fresh SCRAM-SHA-256 verifier: the statement, which PostgreSQL may log, never holds the
+/// password.
+fn role_statement(create: bool, user: &str, password: &SecretString) -> Result<String> {
+    let verifier = scram::postgres_verifier(password)
+        .map_err(|source| CoreDmsError::Password { user: user.to_owned(), source })?;
+    let verb = if create { "CREATE ROLE" } else { "ALTER ROLE" };
+    let login = if create { " LOGIN" } else { "" };
+    Ok(format!("{verb} \"{user}\"{login} PASSWORD {}", literal(&verifier)))
 }
 
 #[async_trait]
@@ -83,7 +90,7 @@ impl CoreDmsAdmin for FerretDbAdmin {
         &self,
         database: &str,
         user: &str,
-        password: &Secret,
+        password: &SecretString,
         reset_password: bool,
     ) -> Result<()> {
         check_name("database", database)?;
@@ -100,14 +107,10 @@ impl CoreDmsAdmin for FerretDbAdmin {
             .map_err(pg_err("find role", user))?;
         if exists.is_none() {
             info!(user, "creating coredms user");
-            pg.batch_execute(&format!("CREATE ROLE \"{user}\" LOGIN PASSWORD {}", literal(password.expose())))
-                .await
-                .map_err(pg_err("create role", user))?;
+            pg.batch_execute(&role_statement(true, user, password)?).await.map_err(pg_err("create role", user))?;
         } else if reset_password {
             info!(user, "setting a new password for coredms user");
-            pg.batch_execute(&format!("ALTER ROLE \"{user}\" PASSWORD {}", literal(password.expose())))
-                .await
-                .map_err(pg_err("set password", user))?;
+            pg.batch_execute(&role_statement(false, user, password)?).await.map_err(pg_err("set password", user))?;
             // Sessions opened with the old password would stay usable in FerretDB's pool.
             end_sessions(&pg, user).await?;
         }
@@ -218,11 +221,29 @@ impl CoreDmsAdmin for FerretDbAdmin {
 
 #[cfg(test)]
 mod tests {
-    use super::literal;
+    use super::*;
+    use crate::secret::ExposeSecret;
 
     #[test]
     fn literals_double_their_quotes() {
         assert_eq!(literal("abc"), "'abc'");
         assert_eq!(literal("o'clock"), "'o''clock'");
+    }
+
+    #[test]
+    fn role_statements_carry_a_verifier_never_the_password() {
+        let password = crate::secret::generate();
+        for create in [true, false] {
+            let statement = role_statement(create, "tenant_acme", &password).unwrap();
+            assert!(!statement.contains(password.expose_secret()), "{statement}");
+            let prefix = if create {
+                "CREATE ROLE \"tenant_acme\" LOGIN PASSWORD 'SCRAM-SHA-256$4096:"
+            } else {
+                "ALTER ROLE \"tenant_acme\" PASSWORD 'SCRAM-SHA-256$4096:"
+            };
+            assert!(statement.starts_with(prefix), "{statement}");
+        }
+        let error = role_statement(true, "tenant_acme", &SecretString::from("naïve")).unwrap_err();
+        assert!(error.to_string().contains("tenant_acme") && error.to_string().contains("ASCII"), "{error}");
     }
 }

@@ -7,10 +7,11 @@
 
 use async_trait::async_trait;
 
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 pub mod ferretdb;
 pub mod mongo;
+pub mod postgres;
 
 /// Why a coredms administration call failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,17 @@ pub enum CoreDmsError {
         /// The driver's error.
         source: tokio_postgres::Error,
     },
+    /// A password that cannot be turned into the backend's verifier.
+    #[error(
+        "coredms password of user {user:?}: {source}; delete the coredms password from the tenant's credentials \
+         Secret and the operator generates a new one"
+    )]
+    Password {
+        /// The role.
+        user: String,
+        /// Why.
+        source: crate::scram::ScramError,
+    },
     /// A name the backend cannot hold.
     #[error("{what} {name:?} cannot be used in coredms: {reason}")]
     InvalidName {
@@ -54,6 +66,7 @@ impl CoreDmsError {
             CoreDmsError::Mongo { .. } => "coredms_mongo",
             CoreDmsError::Postgres { .. } => "coredms_postgres",
             CoreDmsError::InvalidName { .. } => "coredms_name",
+            CoreDmsError::Password { .. } => "coredms_password",
         }
     }
 }
@@ -80,7 +93,7 @@ pub trait CoreDmsAdmin: Send + Sync {
         &self,
         database: &str,
         user: &str,
-        password: &Secret,
+        password: &SecretString,
         reset_password: bool,
     ) -> Result<()>;
     /// Whether `user` exists.

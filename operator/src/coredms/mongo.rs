@@ -6,7 +6,7 @@ use mongodb::bson::{Document, doc};
 use tracing::info;
 
 use super::{AppAuth, CoreDmsAdmin, CoreDmsError, Result, check_name};
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret, SecretString};
 
 /// The MongoDB adapter; `client` is authenticated as a user administrator.
 pub struct MongoAdmin {
@@ -29,10 +29,10 @@ impl MongoAdmin {
 }
 
 /// The `createUser` command of a tenant user: owner of its database, nothing elsewhere.
-pub fn create_user_command(database: &str, user: &str, password: &Secret) -> Document {
+pub fn create_user_command(database: &str, user: &str, password: &SecretString) -> Document {
     doc! {
         "createUser": user,
-        "pwd": password.expose(),
+        "pwd": password.expose_secret(),
         "roles": [{ "role": "dbOwner", "db": database }],
     }
 }
@@ -43,7 +43,7 @@ impl CoreDmsAdmin for MongoAdmin {
         &self,
         database: &str,
         user: &str,
-        password: &Secret,
+        password: &SecretString,
         reset_password: bool,
     ) -> Result<()> {
         check_name("database", database)?;
@@ -54,7 +54,8 @@ impl CoreDmsAdmin for MongoAdmin {
             info!(user, database, "creating coredms user");
             self.command("create user", database, create_user_command(database, user, password)).await?;
         } else if reset_password {
-            self.command("set password", database, doc! { "updateUser": user, "pwd": password.expose() }).await?;
+            self.command("set password", database, doc! { "updateUser": user, "pwd": password.expose_secret() })
+                .await?;
         }
         Ok(())
     }
@@ -105,7 +106,7 @@ mod tests {
 
     #[test]
     fn tenant_users_own_their_database_and_nothing_else() {
-        let cmd = create_user_command("acme_air", "tenant_acme_air", &Secret::new("pw"));
+        let cmd = create_user_command("acme_air", "tenant_acme_air", &SecretString::from("pw"));
         assert_eq!(cmd.get_str("createUser").unwrap(), "tenant_acme_air");
         let roles = cmd.get_array("roles").unwrap();
         assert_eq!(roles.len(), 1);

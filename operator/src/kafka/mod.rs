@@ -3,16 +3,81 @@
 //!
 //! The real adapter, [`protocol::ProtocolAdmin`], speaks the Kafka protocol directly (the
 //! `kafka-protocol` crate) because rdkafka's safe admin API has no calls for ACLs, SCRAM
-//! credentials or client quotas.
+//! credentials or client quotas; [`connection`] carries its requests, over TCP or TLS.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr};
 
 use async_trait::async_trait;
 
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
+pub mod connection;
 pub mod protocol;
-pub mod scram;
+
+/// How the platform's Kafka clients (the admin, the monitor, apps) reach the brokers. Every
+/// client authenticates with SCRAM-SHA-512, so only the SASL protocols are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// SCRAM over plain TCP.
+    SaslPlaintext,
+    /// SCRAM over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The name Kafka clients know (`security.protocol`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SecurityProtocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
+            protocol @ ("PLAINTEXT" | "SSL") => Err(format!(
+                "Kafka security protocol {protocol} is not supported: the platform authenticates every Kafka client \
+                 with SCRAM-SHA-512; use SASL_SSL (TLS) or SASL_PLAINTEXT"
+            )),
+            _ => Err(format!("{text:?} is not a Kafka security protocol; use SASL_SSL (TLS) or SASL_PLAINTEXT")),
+        }
+    }
+}
+
+/// How the admin client's connections to the brokers are secured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// `SASL_PLAINTEXT`: SCRAM over plain TCP.
+    Plaintext,
+    /// `SASL_SSL`: SCRAM over TLS; each broker's certificate must chain to a CA of `ca_file`
+    /// (the system's CAs when `None`) and name the host the client connects to.
+    Tls {
+        /// PEM file of the CA that signed the brokers' certificates.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl Transport {
+    /// The transport of `protocol`, trusting `ca_file` for TLS.
+    pub fn new(protocol: SecurityProtocol, ca_file: Option<PathBuf>) -> Self {
+        match protocol {
+            SecurityProtocol::SaslPlaintext => Transport::Plaintext,
+            SecurityProtocol::SaslSsl => Transport::Tls { ca_file },
+        }
+    }
+}
 
 /// Kinds of resource an ACL can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,6 +159,14 @@ pub enum KafkaAdminError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// TLS cannot be set up, or the broker's certificate is not trusted.
+    #[error("TLS with Kafka at {server} failed: {message}")]
+    Tls {
+        /// The server (or bootstrap list) concerned.
+        server: String,
+        /// What went wrong, and the fix.
+        message: String,
+    },
     /// The broker refused the admin's credentials.
     #[error("Kafka refused the platform admin's credentials for user {user:?}: {message}")]
     Authentication {
@@ -129,6 +202,7 @@ impl KafkaAdminError {
     pub fn category(&self) -> &'static str {
         match self {
             KafkaAdminError::Connect { .. } => "kafka_connect",
+            KafkaAdminError::Tls { .. } => "kafka_tls",
             KafkaAdminError::Authentication { .. } => "kafka_auth",
             KafkaAdminError::Request { .. } => "kafka_request",
             KafkaAdminError::Protocol { .. } => "kafka_protocol",
@@ -146,7 +220,7 @@ pub trait KafkaAdmin: Send + Sync {
     /// Whether a SCRAM-SHA-512 credential exists for `user`.
     async fn scram_user_exists(&self, user: &str) -> Result<bool>;
     /// Creates or replaces `user`'s SCRAM-SHA-512 credential.
-    async fn upsert_scram_user(&self, user: &str, password: &Secret) -> Result<()>;
+    async fn upsert_scram_user(&self, user: &str, password: &SecretString) -> Result<()>;
     /// Deletes `user`'s SCRAM-SHA-512 credential; succeeds when there is none.
     async fn delete_scram_user(&self, user: &str) -> Result<()>;
 
@@ -178,5 +252,21 @@ pub trait KafkaAdmin: Send + Sync {
 impl fmt::Display for PrefixedAllow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?} on {:?} prefix {:?}", self.principal, self.operation, self.resource, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sasl_security_protocols_are_accepted() {
+        assert_eq!("SASL_SSL".parse(), Ok(SecurityProtocol::SaslSsl));
+        assert_eq!("sasl_plaintext".parse(), Ok(SecurityProtocol::SaslPlaintext));
+        let plaintext = "PLAINTEXT".parse::<SecurityProtocol>().unwrap_err();
+        assert!(plaintext.contains("not supported") && plaintext.contains("SCRAM-SHA-512"), "{plaintext}");
+        let unknown = "TLS".parse::<SecurityProtocol>().unwrap_err();
+        assert!(unknown.contains("\"TLS\" is not a Kafka security protocol; use SASL_SSL"), "{unknown}");
+        assert_eq!(Transport::new(SecurityProtocol::SaslPlaintext, Some("/ca.crt".into())), Transport::Plaintext);
     }
 }

@@ -1,28 +1,24 @@
-//! [`ProtocolAdmin`], the real [`KafkaAdmin`]: it speaks the Kafka protocol itself (framing from
-//! the `kafka-protocol` crate) over one SASL/SCRAM-SHA-512 connection, because rdkafka's admin
-//! API cannot manage ACLs, SCRAM credentials or client quotas.
+//! [`ProtocolAdmin`], the real [`KafkaAdmin`]: the admin operations (SCRAM credentials, prefixed
+//! ACLs, client quotas, topics) as Kafka protocol requests and their answers, because rdkafka's
+//! admin API cannot manage ACLs, SCRAM credentials or client quotas. The requests travel over the
+//! [`Link`] of [`super::connection`], one SASL/SCRAM-SHA-512 connection.
 //!
 //! Every request goes to whichever bootstrap broker accepted the connection: in KRaft mode a
 //! broker forwards mutations to the active controller, and answers reads from its metadata
 //! cache. That cache follows the controller's log, so a read right after a write may briefly
 //! show the old state; the reconcile loop converges on its next pass.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt, io,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, fmt};
 
 use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::{
     ResponseError,
     messages::{
-        AlterClientQuotasRequest, AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
-        CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteAclsRequest, DeleteTopicsRequest,
-        DescribeAclsRequest, DescribeClientQuotasRequest, DescribeConfigsRequest, DescribeUserScramCredentialsRequest,
-        IncrementalAlterConfigsRequest, MetadataRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-        SaslAuthenticateResponse, SaslHandshakeRequest, TopicName,
+        AlterClientQuotasRequest, AlterUserScramCredentialsRequest, CreateAclsRequest, CreatePartitionsRequest,
+        CreateTopicsRequest, DeleteAclsRequest, DeleteTopicsRequest, DescribeAclsRequest, DescribeClientQuotasRequest,
+        DescribeConfigsRequest, DescribeUserScramCredentialsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+        TopicName,
         alter_client_quotas_request::{EntityData as AlterEntity, EntryData as AlterEntry, OpData},
         alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion},
         create_acls_request::AclCreation,
@@ -35,33 +31,20 @@ use kafka_protocol::{
         describe_user_scram_credentials_request::UserName,
         incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig},
     },
-    protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes, VersionRange},
-};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    sync::Mutex,
+    protocol::StrBytes,
 };
 use tracing::debug;
 
 use super::{
     ByteRates, KafkaAdmin, KafkaAdminError, Operation, PrefixedAllow, ResourceKind, Result, TopicSpec, TopicState,
-    scram::{self, ClientFirst, SaltedCredential, ScramError},
+    Transport, connection::Link,
 };
-use crate::secret::Secret;
+use crate::{scram::SaltedCredential, secret::SecretString};
 
-/// The client id brokers see in their request logs and quotas.
-const CLIENT_ID: &str = "mysimbdp-operator";
-
-/// How long one request (or connecting) may take before the call fails.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long the broker may wait for topic operations to complete; shorter than
-/// [`REQUEST_TIMEOUT`] so that a slow controller yields the broker's own timeout error.
+/// How long the broker may wait for topic operations to complete; shorter than the connection's
+/// [`REQUEST_TIMEOUT`](super::connection::REQUEST_TIMEOUT) so that a slow controller yields the
+/// broker's own timeout error.
 const BROKER_TIMEOUT_MS: i32 = 25_000;
-
-/// Largest response accepted; a bigger length prefix means the stream is out of step.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// `mechanism` of SCRAM-SHA-512 in the SCRAM credential APIs.
 const SCRAM_SHA_512: i8 = 2;
@@ -98,433 +81,26 @@ mod config {
     pub const SET: i8 = 0;
 }
 
-/// The APIs this adapter uses, with the versions the crate can encode; negotiation intersects
-/// these with the broker's ranges.
-const APIS: [(&str, i16, VersionRange); 16] = [
-    ("ApiVersions", ApiVersionsRequest::KEY, ApiVersionsRequest::VERSIONS),
-    ("SaslHandshake", SaslHandshakeRequest::KEY, SaslHandshakeRequest::VERSIONS),
-    ("SaslAuthenticate", SaslAuthenticateRequest::KEY, SaslAuthenticateRequest::VERSIONS),
-    (
-        "DescribeUserScramCredentials",
-        DescribeUserScramCredentialsRequest::KEY,
-        DescribeUserScramCredentialsRequest::VERSIONS,
-    ),
-    ("AlterUserScramCredentials", AlterUserScramCredentialsRequest::KEY, AlterUserScramCredentialsRequest::VERSIONS),
-    ("DescribeAcls", DescribeAclsRequest::KEY, DescribeAclsRequest::VERSIONS),
-    ("CreateAcls", CreateAclsRequest::KEY, CreateAclsRequest::VERSIONS),
-    ("DeleteAcls", DeleteAclsRequest::KEY, DeleteAclsRequest::VERSIONS),
-    ("DescribeClientQuotas", DescribeClientQuotasRequest::KEY, DescribeClientQuotasRequest::VERSIONS),
-    ("AlterClientQuotas", AlterClientQuotasRequest::KEY, AlterClientQuotasRequest::VERSIONS),
-    ("Metadata", MetadataRequest::KEY, MetadataRequest::VERSIONS),
-    ("DescribeConfigs", DescribeConfigsRequest::KEY, DescribeConfigsRequest::VERSIONS),
-    ("CreateTopics", CreateTopicsRequest::KEY, CreateTopicsRequest::VERSIONS),
-    ("CreatePartitions", CreatePartitionsRequest::KEY, CreatePartitionsRequest::VERSIONS),
-    ("IncrementalAlterConfigs", IncrementalAlterConfigsRequest::KEY, IncrementalAlterConfigsRequest::VERSIONS),
-    ("DeleteTopics", DeleteTopicsRequest::KEY, DeleteTopicsRequest::VERSIONS),
-];
-
 /// Kafka administration over the Kafka protocol, authenticated as the platform's admin with
 /// SCRAM-SHA-512. Holds one connection, opened on [`ProtocolAdmin::connect`] and reopened once
 /// when it breaks; calls are serialized on it.
+#[derive(Debug)]
 pub struct ProtocolAdmin {
-    servers: Vec<String>,
-    bootstrap: String,
-    user: String,
-    password: Secret,
-    connection: Mutex<Option<Connection>>,
-}
-
-impl fmt::Debug for ProtocolAdmin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProtocolAdmin").field("bootstrap", &self.bootstrap).field("user", &self.user).finish()
-    }
+    link: Link,
 }
 
 impl ProtocolAdmin {
-    /// Connects to the first reachable server of `bootstrap` (comma-separated `host:port`),
-    /// negotiates API versions and authenticates as `user` with SCRAM-SHA-512.
-    pub async fn connect(bootstrap: &str, user: &str, password: Secret) -> Result<Self> {
-        let servers: Vec<String> =
-            bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        if servers.is_empty() {
-            return Err(KafkaAdminError::Connect {
-                bootstrap: bootstrap.to_owned(),
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "no bootstrap server given; expected host:port[,…]",
-                ),
-            });
-        }
-        let admin = Self {
-            servers,
-            bootstrap: bootstrap.to_owned(),
-            user: user.to_owned(),
-            password,
-            connection: Mutex::new(None),
-        };
-        let connection = admin.open().await?;
-        *admin.connection.lock().await = Some(connection);
-        Ok(admin)
+    /// Connects to the first reachable server of `bootstrap` (comma-separated `host:port`)
+    /// over `transport` (TCP for SASL_PLAINTEXT, TLS for SASL_SSL), negotiates API versions and
+    /// authenticates as `user` with SCRAM-SHA-512.
+    pub async fn connect(bootstrap: &str, user: &str, password: SecretString, transport: &Transport) -> Result<Self> {
+        Ok(Self { link: Link::open(bootstrap, user, password, transport).await? })
     }
 
     /// The version used for each API the adapter needs (`None`: the broker offers none this
     /// client can speak), for diagnostics.
     pub async fn negotiated_versions(&self) -> Result<Vec<(&'static str, Option<i16>)>> {
-        let mut guard = self.connection.lock().await;
-        let connection = self.ready(&mut guard).await?;
-        Ok(APIS.iter().map(|&(name, key, ours)| (name, connection.common(key, ours))).collect())
-    }
-
-    /// Opens and authenticates a connection to the first bootstrap server that accepts one.
-    async fn open(&self) -> Result<Connection> {
-        let mut last_error = None;
-        for server in &self.servers {
-            let stream = match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(server)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    debug!(server, error = %e, "cannot connect to Kafka bootstrap server");
-                    last_error = Some(KafkaAdminError::Connect { bootstrap: self.bootstrap.clone(), source: e });
-                    continue;
-                }
-                Err(_) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("{server} did not accept within {REQUEST_TIMEOUT:?}"),
-                    );
-                    last_error = Some(KafkaAdminError::Connect { bootstrap: self.bootstrap.clone(), source: e });
-                    continue;
-                }
-            };
-            // Small requests and responses: do not wait to coalesce them.
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!(server, error = %e, "cannot disable Nagle's algorithm");
-            }
-            match Connection::establish(stream, server, &self.user, &self.password).await {
-                Ok(connection) => return Ok(connection),
-                // The same credentials would fail on every broker.
-                Err(e @ KafkaAdminError::Authentication { .. }) => return Err(e),
-                Err(e) => {
-                    debug!(server, error = %e, "Kafka connection setup failed");
-                    last_error = Some(e);
-                }
-            }
-        }
-        Err(last_error.unwrap_or_else(|| KafkaAdminError::Connect {
-            bootstrap: self.bootstrap.clone(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no bootstrap server"),
-        }))
-    }
-
-    /// The open connection, reopened when there is none or its SASL session is about to expire.
-    async fn ready<'a>(&self, slot: &'a mut Option<Connection>) -> Result<&'a mut Connection> {
-        if slot.as_ref().is_some_and(Connection::expired) {
-            debug!(bootstrap = %self.bootstrap, "Kafka SASL session is expiring; reconnecting");
-            *slot = None;
-        }
-        match slot {
-            Some(connection) => Ok(connection),
-            None => Ok(slot.insert(self.open().await?)),
-        }
-    }
-
-    /// Sends the request `build` makes for the negotiated version and returns the response.
-    /// When the connection turns out to be broken, reconnects and sends it once more: the
-    /// requests are idempotent (creating what exists and deleting what is gone succeed), except
-    /// that a repeated CreatePartitions may report INVALID_PARTITIONS, which the next reconcile
-    /// pass sees through.
-    async fn call<R, F>(&self, operation: &'static str, build: F) -> Result<R::Response>
-    where
-        R: Request + Send + Sync,
-        R::Response: Send,
-        F: Fn(i16) -> R + Send + Sync,
-    {
-        let mut guard = self.connection.lock().await;
-        let mut retried = false;
-        loop {
-            let connection = self.ready(&mut guard).await?;
-            let version = connection.version::<R>(operation)?;
-            let server = connection.server.clone();
-            let outcome = connection.exchange(&build(version), version).await;
-            match outcome {
-                Ok(response) => return Ok(response),
-                Err(failure) => {
-                    // Whatever went wrong, the stream may be out of step: never reuse it.
-                    *guard = None;
-                    match failure {
-                        Failure::Broken(e) if !retried => {
-                            debug!(operation, server, error = %e, "Kafka connection broke; reconnecting once");
-                            retried = true;
-                        }
-                        failure => return Err(failure.into_error(operation, &server)),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One authenticated connection to a broker.
-struct Connection {
-    stream: TcpStream,
-    server: String,
-    next_correlation_id: i32,
-    /// The broker's supported versions per API key.
-    broker_versions: HashMap<i16, VersionRange>,
-    /// When the broker ends the SASL session (a little early, to reconnect before it does).
-    expires_at: Option<Instant>,
-}
-
-/// Why an exchange on a connection failed.
-#[derive(Debug)]
-enum Failure {
-    /// Reading or writing failed: the connection is gone, a new one may succeed.
-    Broken(io::Error),
-    /// No response within [`REQUEST_TIMEOUT`].
-    TimedOut,
-    /// The broker sent something this client cannot make sense of.
-    Invalid(String),
-}
-
-impl Failure {
-    fn into_error(self, operation: &'static str, server: &str) -> KafkaAdminError {
-        let message = match self {
-            Failure::Broken(e) => format!("the connection to {server} broke: {e}"),
-            Failure::TimedOut => {
-                format!("{server} did not answer within {REQUEST_TIMEOUT:?}; the connection is dropped, retry later")
-            }
-            Failure::Invalid(problem) => format!("unexpected response from {server}: {problem}"),
-        };
-        KafkaAdminError::Protocol { operation, message }
-    }
-}
-
-impl Connection {
-    /// Negotiates API versions and authenticates on a fresh TCP connection.
-    async fn establish(stream: TcpStream, server: &str, user: &str, password: &Secret) -> Result<Self> {
-        let mut connection = Self {
-            stream,
-            server: server.to_owned(),
-            next_correlation_id: 0,
-            broker_versions: HashMap::new(),
-            expires_at: None,
-        };
-        connection.negotiate_versions().await?;
-        connection.authenticate(user, password).await?;
-        debug!(server, user, "connected to Kafka");
-        Ok(connection)
-    }
-
-    fn expired(&self) -> bool {
-        self.expires_at.is_some_and(|at| Instant::now() >= at)
-    }
-
-    /// The highest version both the broker and this client speak, if any.
-    fn common(&self, key: i16, ours: VersionRange) -> Option<i16> {
-        let common = self.broker_versions.get(&key)?.intersect(&ours);
-        (!common.is_empty()).then_some(common.max)
-    }
-
-    /// The version to use for `R`, or why there is none.
-    fn version<R: Request>(&self, operation: &'static str) -> Result<i16> {
-        self.common(R::KEY, R::VERSIONS).ok_or_else(|| {
-            let broker = self.broker_versions.get(&R::KEY).map_or("none".to_owned(), ToString::to_string);
-            KafkaAdminError::Protocol {
-                operation,
-                message: format!(
-                    "{} offers versions {broker} of this API and this client speaks {}; upgrade the broker",
-                    self.server,
-                    R::VERSIONS
-                ),
-            }
-        })
-    }
-
-    /// ApiVersions: learns which versions of each API the broker speaks.
-    async fn negotiate_versions(&mut self) -> Result<()> {
-        const OPERATION: &str = "ApiVersions";
-        let mut version = ApiVersionsRequest::VERSIONS.max;
-        let mut body = self.round_trip(&api_versions_request(), version, OPERATION).await?;
-        // A broker that does not speak our version answers in v0 with UNSUPPORTED_VERSION and
-        // its own range for ApiVersions (KIP-511); ask again in the highest common version.
-        if body.get(..2) == Some(&ResponseError::UnsupportedVersion.code().to_be_bytes()[..]) {
-            let v0 = decode::<ApiVersionsResponse>(&mut body, 0).map_err(|f| f.into_error(OPERATION, &self.server))?;
-            let theirs = v0.api_keys.iter().find(|k| k.api_key == ApiVersionsRequest::KEY);
-            version = theirs.map_or(0, |k| k.max_version.min(ApiVersionsRequest::VERSIONS.max));
-            body = self.round_trip(&api_versions_request(), version, OPERATION).await?;
-        }
-        let response =
-            decode::<ApiVersionsResponse>(&mut body, version).map_err(|f| f.into_error(OPERATION, &self.server))?;
-        if let Some(err) = ResponseError::try_from_code(response.error_code) {
-            return Err(KafkaAdminError::Protocol {
-                operation: OPERATION,
-                message: format!("{} answered {err}", self.server),
-            });
-        }
-        self.broker_versions = response
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, VersionRange { min: k.min_version, max: k.max_version }))
-            .collect();
-        let chosen: Vec<String> = APIS
-            .iter()
-            .map(|&(name, key, ours)| {
-                format!("{name}={}", self.common(key, ours).map_or("-".into(), |v| v.to_string()))
-            })
-            .collect();
-        debug!(server = %self.server, versions = %chosen.join(" "), "negotiated Kafka API versions");
-        Ok(())
-    }
-
-    /// SaslHandshake v1 for SCRAM-SHA-512, then the SCRAM exchange in SaslAuthenticate rounds.
-    async fn authenticate(&mut self, user: &str, password: &Secret) -> Result<()> {
-        let version = self.version::<SaslHandshakeRequest>("SaslHandshake")?;
-        if version < 1 {
-            // v0 sends SASL tokens as raw frames instead of SaslAuthenticate; brokers since
-            // Kafka 1.0 speak v1.
-            return Err(KafkaAdminError::Protocol {
-                operation: "SaslHandshake",
-                message: format!("{} only speaks SaslHandshake v0, which this client does not support", self.server),
-            });
-        }
-        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(scram::MECHANISM));
-        let response = self.request(&handshake, version, "SaslHandshake").await?;
-        if let Some(err) = ResponseError::try_from_code(response.error_code) {
-            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(KafkaAdminError::Authentication {
-                user: user.to_owned(),
-                message: format!(
-                    "{err}: the listener at {} does not offer {} (it offers {offered:?}); enable it on the listener",
-                    self.server,
-                    scram::MECHANISM
-                ),
-            });
-        }
-
-        let version = self.version::<SaslAuthenticateRequest>("SaslAuthenticate")?;
-        let first = ClientFirst::new(user);
-        let server_first = self.sasl_round(first.message().into_bytes(), version, user).await?;
-        let last = first.respond(&server_first.auth_bytes, password).map_err(|e| scram_error(user, e))?;
-        let server_final = self.sasl_round(last.message().as_bytes().to_vec(), version, user).await?;
-        last.verify(&server_final.auth_bytes).map_err(|e| scram_error(user, e))?;
-
-        // With connections.max.reauth.ms set the broker closes the connection when the session
-        // ends; reconnect at 90% of it rather than lose a request to that.
-        let lifetime = u64::try_from(server_final.session_lifetime_ms).unwrap_or(0);
-        if lifetime > 0 {
-            self.expires_at = Some(Instant::now() + Duration::from_millis(lifetime / 10 * 9));
-        }
-        Ok(())
-    }
-
-    /// One SaslAuthenticate round; the broker's refusal becomes an authentication error.
-    async fn sasl_round(&mut self, bytes: Vec<u8>, version: i16, user: &str) -> Result<SaslAuthenticateResponse> {
-        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
-        let response = self.request(&request, version, "SaslAuthenticate").await?;
-        match ResponseError::try_from_code(response.error_code) {
-            None => Ok(response),
-            Some(err) => Err(KafkaAdminError::Authentication {
-                user: user.to_owned(),
-                message: response.error_message.as_ref().map_or_else(|| err.to_string(), ToString::to_string),
-            }),
-        }
-    }
-
-    /// An exchange during connection setup, with failures as errors.
-    async fn request<R: Request>(&mut self, request: &R, version: i16, operation: &'static str) -> Result<R::Response> {
-        let server = self.server.clone();
-        self.exchange(request, version).await.map_err(|f| f.into_error(operation, &server))
-    }
-
-    /// Sends `request` in `version` and decodes the response.
-    async fn exchange<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response, Failure> {
-        let mut body = self.send(request, version).await?;
-        decode::<R::Response>(&mut body, version)
-    }
-
-    /// Like [`Connection::exchange`] but returns the undecoded response body.
-    async fn round_trip<R: Request>(&mut self, request: &R, version: i16, operation: &'static str) -> Result<Bytes> {
-        let server = self.server.clone();
-        self.send(request, version).await.map_err(|f| f.into_error(operation, &server))
-    }
-
-    /// Writes one request frame and reads its response frame; returns the body after the
-    /// response header, whose correlation id must be the request's.
-    async fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<Bytes, Failure> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let frame = encode_frame(request, version, correlation_id)?;
-        debug!(
-            api = ?ApiKey::try_from(R::KEY).ok(),
-            version,
-            correlation_id,
-            bytes = frame.len(),
-            server = %self.server,
-            "Kafka request"
-        );
-        let mut body = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            self.stream.write_all(&frame).await.map_err(Failure::Broken)?;
-            read_frame(&mut self.stream).await
-        })
-        .await
-        .map_err(|_| Failure::TimedOut)??;
-        let header = decode::<ResponseHeader>(&mut body, R::Response::header_version(version))?;
-        if header.correlation_id != correlation_id {
-            return Err(Failure::Invalid(format!(
-                "response correlation id {} does not match request {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        Ok(body)
-    }
-}
-
-fn api_versions_request() -> ApiVersionsRequest {
-    ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
-        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")))
-}
-
-/// A request frame: 4-byte length, then the request header in the version the API requires
-/// for `version`, then the body.
-fn encode_frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> Result<BytesMut, Failure> {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    header
-        .encode(&mut frame, R::header_version(version))
-        .and_then(|()| request.encode(&mut frame, version))
-        .map_err(|e| Failure::Invalid(format!("cannot encode the request in version {version}: {e}")))?;
-    let length = i32::try_from(frame.len() - 4)
-        .map_err(|_| Failure::Invalid(format!("request of {} bytes is too large", frame.len())))?;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame)
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Result<Bytes, Failure> {
-    let length = stream.read_i32().await.map_err(Failure::Broken)?;
-    let length = usize::try_from(length)
-        .ok()
-        .filter(|&l| l <= MAX_RESPONSE_BYTES)
-        .ok_or_else(|| Failure::Invalid(format!("response length {length} is out of range")))?;
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.map_err(Failure::Broken)?;
-    Ok(Bytes::from(body))
-}
-
-fn decode<M: Decodable>(body: &mut Bytes, version: i16) -> Result<M, Failure> {
-    M::decode(body, version).map_err(|e| {
-        Failure::Invalid(format!("cannot decode {} in version {version}: {e}", std::any::type_name::<M>()))
-    })
-}
-
-fn scram_error(user: &str, error: ScramError) -> KafkaAdminError {
-    match error {
-        ScramError::Server(_) => KafkaAdminError::Authentication { user: user.to_owned(), message: error.to_string() },
-        other => KafkaAdminError::Protocol { operation: "SaslAuthenticate", message: other.to_string() },
+        self.link.negotiated_versions().await
     }
 }
 
@@ -625,6 +201,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "DescribeUserScramCredentials";
         debug!(user, "describing SCRAM credentials");
         let response = self
+            .link
             .call(OP, |_| {
                 DescribeUserScramCredentialsRequest::default()
                     .with_users(Some(vec![UserName::default().with_name(text(user))]))
@@ -645,11 +222,12 @@ impl KafkaAdmin for ProtocolAdmin {
 
     /// AlterUserScramCredentials with an upsertion: a fresh salt, 4096 iterations and the
     /// salted password, so the password itself is never sent.
-    async fn upsert_scram_user(&self, user: &str, password: &Secret) -> Result<()> {
+    async fn upsert_scram_user(&self, user: &str, password: &SecretString) -> Result<()> {
         const OP: &str = "AlterUserScramCredentials";
         let credential = SaltedCredential::new(password);
         debug!(user, iterations = credential.iterations, "upserting SCRAM-SHA-512 credential");
         let response = self
+            .link
             .call(OP, |_| {
                 let upsertion = ScramCredentialUpsertion::default()
                     .with_name(text(user))
@@ -671,6 +249,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "AlterUserScramCredentials";
         debug!(user, "deleting SCRAM-SHA-512 credential");
         let response = self
+            .link
             .call(OP, |_| {
                 let deletion = ScramCredentialDeletion::default().with_name(text(user)).with_mechanism(SCRAM_SHA_512);
                 AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion])
@@ -687,6 +266,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "DescribeAcls";
         debug!(principal, "describing ACLs");
         let response = self
+            .link
             .call(OP, |_| {
                 DescribeAclsRequest::default()
                     .with_resource_type_filter(acl::ANY)
@@ -741,6 +321,7 @@ impl KafkaAdmin for ProtocolAdmin {
         }
         debug!(count = acls.len(), first = %acls[0], "creating ACLs");
         let response = self
+            .link
             .call(OP, |_| {
                 let creations = acls
                     .iter()
@@ -775,6 +356,7 @@ impl KafkaAdmin for ProtocolAdmin {
         }
         debug!(count = acls.len(), first = %acls[0], "deleting ACLs");
         let response = self
+            .link
             .call(OP, |_| {
                 let filters = acls
                     .iter()
@@ -809,6 +391,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "DescribeClientQuotas";
         debug!(user, "describing client quotas");
         let response = self
+            .link
             .call(OP, |_| {
                 let component = ComponentData::default()
                     .with_entity_type(StrBytes::from_static_str(USER_ENTITY))
@@ -834,6 +417,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "AlterClientQuotas";
         debug!(user, producer = ?rates.producer, consumer = ?rates.consumer, "setting client quotas");
         let response = self
+            .link
             .call(OP, |_| {
                 let entity = AlterEntity::default()
                     .with_entity_type(StrBytes::from_static_str(USER_ENTITY))
@@ -858,7 +442,7 @@ impl KafkaAdmin for ProtocolAdmin {
         debug!(prefix, "listing topics");
         // v0 spells "all topics" as an empty list, later versions as null.
         let metadata =
-            self.call("Metadata", |v| MetadataRequest::default().with_topics((v == 0).then(Vec::new))).await?;
+            self.link.call("Metadata", |v| MetadataRequest::default().with_topics((v == 0).then(Vec::new))).await?;
         check("Metadata", "all topics", metadata.error_code, None)?;
         let mut topics = BTreeMap::new();
         for topic in metadata.topics.iter().filter(|t| !t.is_internal) {
@@ -873,6 +457,7 @@ impl KafkaAdmin for ProtocolAdmin {
 
         const OP: &str = "DescribeConfigs";
         let configs = self
+            .link
             .call(OP, |_| {
                 let resources = topics
                     .keys()
@@ -914,6 +499,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "CreateTopics";
         debug!(topic = %topic.name, partitions = topic.partitions, retention_ms = topic.retention_ms, "creating topic");
         let response = self
+            .link
             .call(OP, |_| {
                 let retention = CreatableTopicConfig::default()
                     .with_name(StrBytes::from_static_str(RETENTION_MS))
@@ -937,6 +523,7 @@ impl KafkaAdmin for ProtocolAdmin {
         const OP: &str = "CreatePartitions";
         debug!(topic, total, "adding partitions");
         let response = self
+            .link
             .call(OP, |_| {
                 // Null assignments let the broker place the new replicas (an empty list would
                 // mean "no assignments given" and be refused).
@@ -961,6 +548,7 @@ impl KafkaAdmin for ProtocolAdmin {
         }
         debug!(topic, ?configs, "setting topic configs");
         let response = self
+            .link
             .call(OP, |_| {
                 let alterations = configs
                     .iter()
@@ -992,6 +580,7 @@ impl KafkaAdmin for ProtocolAdmin {
         }
         debug!(?topics, "deleting topics");
         let response = self
+            .link
             .call(OP, |version| {
                 let request = DeleteTopicsRequest::default().with_timeout_ms(BROKER_TIMEOUT_MS);
                 // v6 names topics in `topics` (which may also carry ids), earlier versions in
@@ -1018,38 +607,7 @@ impl KafkaAdmin for ProtocolAdmin {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Buf;
-    use kafka_protocol::protocol::decode_request_header_from_buffer;
-
     use super::*;
-
-    /// Decodes a frame the way a broker does: length, header (its version derived from the API
-    /// key and version), body.
-    fn broker_decode<R: Request + fmt::Debug>(mut frame: Bytes) -> (RequestHeader, R) {
-        let length = frame.get_i32();
-        assert_eq!(usize::try_from(length).unwrap(), frame.len());
-        let header = decode_request_header_from_buffer(&mut frame).unwrap();
-        let request = R::decode(&mut frame, header.request_api_version).unwrap();
-        assert!(frame.is_empty(), "{} bytes left after the body", frame.len());
-        (header, request)
-    }
-
-    #[test]
-    fn frames_carry_length_header_and_body_in_the_right_versions() {
-        // Metadata v12 has a flexible (v2) header, SaslHandshake v1 a v1 header.
-        let metadata = MetadataRequest::default().with_topics(None);
-        let frame = encode_frame(&metadata, 12, 7).unwrap().freeze();
-        let (header, decoded) = broker_decode::<MetadataRequest>(frame);
-        assert_eq!((header.request_api_key, header.request_api_version, header.correlation_id), (3, 12, 7));
-        assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
-        assert_eq!(decoded, metadata);
-
-        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(scram::MECHANISM));
-        let (header, decoded) = broker_decode::<SaslHandshakeRequest>(encode_frame(&handshake, 1, 8).unwrap().freeze());
-        assert_eq!((header.request_api_key, header.correlation_id), (17, 8));
-        assert_eq!(decoded, handshake);
-    }
-
     #[test]
     fn only_prefixed_allows_from_any_host_are_platform_bindings() {
         use acl::*;

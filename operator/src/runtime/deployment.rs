@@ -10,13 +10,12 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
-            Container, EnvVar, ExecAction, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
+            Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
         },
     },
     apimachinery::pkg::{
         api::resource::Quantity,
         apis::meta::v1::{LabelSelector, ObjectMeta},
-        util::intstr::IntOrString,
     },
 };
 use kube::{
@@ -92,9 +91,7 @@ impl DeploymentRuntime {
             // The sidecar listens on the pod's loopback (only the app may talk to it), which the
             // kubelet's own TCP probe cannot reach: the probe runs inside the container.
             readiness_probe: Some(Probe {
-                exec: Some(ExecAction {
-                    command: Some(vec!["mysimbdp-sidecar".into(), "--probe".into()]),
-                }),
+                exec: Some(ExecAction { command: Some(vec!["mysimbdp-sidecar".into(), "--probe".into()]) }),
                 period_seconds: Some(5),
                 timeout_seconds: Some(3),
                 ..Probe::default()

@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::{ByteString, api::core::v1::Secret as KubeSecret};
 
 use super::{names::TenantNames, plan};
-use crate::{context::AppEndpoints, coredms::AppAuth, secret::Secret};
+use crate::{
+    context::AppEndpoints,
+    coredms::AppAuth,
+    secret::{ExposeSecret, SecretString},
+};
 
 /// Keys of the credentials Secret: the environment variable names of the app contract, so a
 /// pod takes them all with `envFrom`.
@@ -16,12 +20,12 @@ pub use mysimbdp_ingest_sdk::contract::env as keys;
 pub const APPLIED_ANNOTATION: &str = "mysimbdp.io/credentials-applied-to";
 
 /// The two passwords of a tenant and where they are known to be set.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Credentials {
     /// Kafka SCRAM password.
-    pub kafka: Secret,
+    pub kafka: SecretString,
     /// coredms password.
-    pub coredms: Secret,
+    pub coredms: SecretString,
     /// Systems that already have these passwords.
     pub applied: BTreeSet<String>,
     /// Whether the passwords were generated now (there was no complete Secret).
@@ -44,11 +48,16 @@ impl Credentials {
                     .and_then(|a| a.get(APPLIED_ANNOTATION))
                     .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
                     .unwrap_or_default();
-                Self { kafka: Secret::new(kafka), coredms: Secret::new(coredms), applied, generated: false }
+                Self {
+                    kafka: SecretString::from(kafka),
+                    coredms: SecretString::from(coredms),
+                    applied,
+                    generated: false,
+                }
             }
             _ => Self {
-                kafka: Secret::generate(),
-                coredms: Secret::generate(),
+                kafka: crate::secret::generate(),
+                coredms: crate::secret::generate(),
                 applied: BTreeSet::new(),
                 generated: true,
             },
@@ -74,17 +83,18 @@ pub fn secret(
         (keys::KAFKA_SECURITY_PROTOCOL, &endpoints.kafka_security_protocol),
         (keys::KAFKA_SASL_MECHANISM, &endpoints.kafka_sasl_mechanism),
         (keys::KAFKA_USERNAME, &names.kafka_user),
-        (keys::KAFKA_PASSWORD, credentials.kafka.expose()),
+        (keys::KAFKA_PASSWORD, credentials.kafka.expose_secret()),
         (keys::KAFKA_PREFIX, &names.kafka_prefix),
         (keys::COREDMS_URL, &endpoints.coredms_url),
         (keys::COREDMS_USERNAME, &names.coredms_user),
-        (keys::COREDMS_PASSWORD, credentials.coredms.expose()),
+        (keys::COREDMS_PASSWORD, credentials.coredms.expose_secret()),
         (keys::COREDMS_DATABASE, &names.database),
         (keys::COREDMS_AUTH_MECHANISM, auth.mechanism.as_deref().unwrap_or("")),
         (keys::COREDMS_AUTH_SOURCE, &auth.source),
     ];
+    let ca = endpoints.kafka_ssl_ca_pem.as_deref().map(|pem| (keys::KAFKA_SSL_CA_PEM, pem));
     let data: BTreeMap<String, ByteString> =
-        entries.into_iter().map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec()))).collect();
+        entries.into_iter().chain(ca).map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec()))).collect();
     let mut metadata = plan::object_meta(
         tenant,
         names,
@@ -115,6 +125,7 @@ mod tests {
             kafka_bootstrap: "k:9092".into(),
             kafka_security_protocol: "SASL_PLAINTEXT".into(),
             kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
+            kafka_ssl_ca_pem: None,
             coredms_url: "mongodb://c:27017/".into(),
         };
         let auth = AppAuth { mechanism: Some("PLAIN".into()), source: "$external".into() };
@@ -125,7 +136,11 @@ mod tests {
         let written = secret(&tenant, &names, &endpoints, &auth, &applied);
 
         let read = Credentials::from_secret(Some(&written));
-        assert_eq!(read, applied, "the same passwords and applied systems come back");
+        assert_eq!(
+            (read.kafka.expose_secret(), read.coredms.expose_secret(), &read.applied, read.generated),
+            (applied.kafka.expose_secret(), applied.coredms.expose_secret(), &applied.applied, applied.generated),
+            "the same passwords and applied systems come back"
+        );
         assert!(!read.needs_reset("kafka"));
         let data = written.data.unwrap();
         assert_eq!(data["MYSIMBDP_KAFKA_USERNAME"].0, b"tenant-t");

@@ -8,7 +8,7 @@ use tracing::info;
 use super::names::TenantNames;
 use crate::{
     kafka::{ByteRates, KafkaAdmin, PrefixedAllow, Result, TopicSpec, TopicState},
-    secret::Secret,
+    secret::SecretString,
 };
 
 /// What has to change in a tenant's topics.
@@ -59,7 +59,7 @@ pub struct KafkaOutcome {
 pub async fn sync(
     kafka: &dyn KafkaAdmin,
     names: &TenantNames,
-    password: &Secret,
+    password: &SecretString,
     reset_password: bool,
     acls: &BTreeSet<PrefixedAllow>,
     rates: ByteRates,

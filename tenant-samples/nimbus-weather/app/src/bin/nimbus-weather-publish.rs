@@ -67,7 +67,10 @@ struct Args {
     kafka_username: Option<String>,
     /// Its password; prefer the environment variable.
     #[arg(long, env = env::KAFKA_PASSWORD, hide_env_values = true)]
-    kafka_password: Option<String>,
+    kafka_password: Option<mysimbdp_ingest_sdk::config::SecretString>,
+    /// With SASL_SSL: PEM certificates of the CA that signed the brokers' certificates.
+    #[arg(long, env = env::KAFKA_SSL_CA_PEM, hide_env_values = true)]
+    kafka_ssl_ca_pem: Option<String>,
     /// The tenant's topic prefix (`<tenant>.`).
     #[arg(long, env = env::KAFKA_PREFIX)]
     kafka_prefix: Option<String>,
@@ -111,6 +114,7 @@ async fn main() -> ExitCode {
         sasl_mechanism: sasl.then(|| args.kafka_sasl_mechanism.clone()),
         username: args.kafka_username.clone(),
         password: args.kafka_password.clone(),
+        ssl_ca_pem: args.kafka_ssl_ca_pem.clone(),
         prefix: args.kafka_prefix.clone(),
     };
     if let Err(e) = kafka.check_prefixed(env::KAFKA_PREFIX, &topic) {
@@ -230,5 +234,24 @@ fn count_failed(delivery: Option<Delivered>) -> u64 {
             warn!("a delivery was abandoned");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let args = Args::try_parse_from([
+            "nimbus-weather-publish",
+            "--file=weather.csv",
+            "--kafka-bootstrap=127.0.0.1:19092",
+            "--kafka-username=tenant-nimbus-weather",
+            "--kafka-password=pw-5d1e90",
+        ])
+        .expect("arguments");
+        let printed = format!("{args:?}");
+        assert!(!printed.contains("pw-5d1e90") && printed.contains("tenant-nimbus-weather"), "{printed}");
     }
 }

@@ -1,19 +1,22 @@
-//! SCRAM-SHA-512 (RFC 5802 with SHA-512): the client side of the SASL exchange the platform's
-//! admin authenticates to Kafka with, and the salted credential that AlterUserScramCredentials
-//! stores for a tenant's user.
+//! SCRAM (RFC 5802), so that passwords never travel in the clear: the client side of the
+//! SCRAM-SHA-512 exchange the platform's admin authenticates to Kafka with, the salted
+//! credential that AlterUserScramCredentials stores for a tenant's Kafka user, and the
+//! SCRAM-SHA-256 verifier (RFC 7677) that PostgreSQL stores for a tenant's role, computed here
+//! so that only the verifier is sent.
 //!
-//! Everything here is pure computation; [`super::protocol`] carries the messages over the wire.
-//! Passwords are used as their UTF-8 bytes without SASLprep, as Kafka does; the platform's
-//! generated passwords are ASCII letters and digits, for which SASLprep changes nothing.
+//! Everything here is pure computation; [`crate::kafka::connection`] carries the messages over
+//! the wire. Passwords are used as their UTF-8 bytes without SASLprep, as Kafka does; the
+//! platform's generated passwords are ASCII letters and digits, for which SASLprep changes
+//! nothing (PostgreSQL's verifier is refused for a non-ASCII password, where it would).
 
 use std::fmt;
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret, SecretString};
 
 /// The SASL mechanism name, as SaslHandshake and the broker's listener configuration spell it.
 pub const MECHANISM: &str = "SCRAM-SHA-512";
@@ -70,6 +73,12 @@ pub enum ScramError {
         "the server's SCRAM signature does not match; it does not hold this user's credential, so it is not trusted"
     )]
     ServerSignature,
+    /// PostgreSQL would prepare this password with SASLprep, which is not implemented here.
+    #[error(
+        "the password is not ASCII, so PostgreSQL would prepare it with SASLprep before hashing and the verifier \
+         computed here would not match; use an ASCII password (the platform generates letters and digits)"
+    )]
+    NotAscii,
 }
 
 /// The first step of an exchange: the client-first message, and the state needed to answer the
@@ -99,13 +108,13 @@ impl ClientFirst {
     }
 
     /// Answers the server-first message: checks it and computes the client proof.
-    pub fn respond(self, server_first: &[u8], password: &Secret) -> Result<ClientFinal, ScramError> {
+    pub fn respond(self, server_first: &[u8], password: &SecretString) -> Result<ClientFinal, ScramError> {
         let server_first = utf8(server_first, "server-first")?;
         let parsed = ServerFirst::parse(server_first)?;
         if !parsed.nonce.starts_with(&self.nonce) || parsed.nonce.len() == self.nonce.len() {
             return Err(ScramError::NonceMismatch);
         }
-        let salted = salted_password(password.expose().as_bytes(), &parsed.salt, parsed.iterations);
+        let salted = salted_password(password.expose_secret().as_bytes(), &parsed.salt, parsed.iterations);
         let without_proof = format!("c={CHANNEL_BINDING},r={}", parsed.nonce);
         let auth_message = format!("{},{server_first},{without_proof}", self.bare);
 
@@ -233,10 +242,10 @@ pub struct SaltedCredential {
 
 impl SaltedCredential {
     /// Salts `password` with a fresh random 32-byte salt at [`MIN_ITERATIONS`].
-    pub fn new(password: &Secret) -> Self {
+    pub fn new(password: &SecretString) -> Self {
         let mut salt = vec![0u8; SALT_BYTES];
         rand::rng().fill(&mut salt[..]);
-        let salted_password = salted_password(password.expose().as_bytes(), &salt, MIN_ITERATIONS);
+        let salted_password = salted_password(password.expose_secret().as_bytes(), &salt, MIN_ITERATIONS);
         // MIN_ITERATIONS (4096) fits an i32, so the cast is exact.
         const ITERATIONS: i32 = MIN_ITERATIONS as i32;
         Self { salt, iterations: ITERATIONS, salted_password }
@@ -252,6 +261,42 @@ impl fmt::Debug for SaltedCredential {
             .field("salted_password", &"<redacted>")
             .finish()
     }
+}
+
+/// PBKDF2 iterations of PostgreSQL's verifiers (its `scram_iterations` default).
+pub const POSTGRES_ITERATIONS: u32 = 4096;
+
+/// Random bytes in the salt of a PostgreSQL verifier (PostgreSQL's own length).
+const POSTGRES_SALT_BYTES: usize = 16;
+
+/// The SCRAM-SHA-256 verifier of `password` as PostgreSQL stores it in `pg_authid.rolpassword`:
+/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, with a fresh random salt. Given
+/// to `CREATE ROLE … PASSWORD '<verifier>'`, PostgreSQL stores it as it is, so the password
+/// itself is never sent and never lands in a statement or a server log.
+pub fn postgres_verifier(password: &SecretString) -> Result<String, ScramError> {
+    let mut salt = [0u8; POSTGRES_SALT_BYTES];
+    rand::rng().fill(&mut salt);
+    postgres_verifier_with(password.expose_secret(), &salt, POSTGRES_ITERATIONS)
+}
+
+fn postgres_verifier_with(password: &str, salt: &[u8], iterations: u32) -> Result<String, ScramError> {
+    if !password.is_ascii() {
+        return Err(ScramError::NotAscii);
+    }
+    let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iterations);
+    let sha256_hmac = |key: &[u8], data: &[u8]| -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    };
+    let stored_key: [u8; 32] = Sha256::digest(sha256_hmac(&salted, b"Client Key")).into();
+    let server_key = sha256_hmac(&salted, b"Server Key");
+    Ok(format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        BASE64.encode(salt),
+        BASE64.encode(stored_key),
+        BASE64.encode(server_key)
+    ))
 }
 
 /// `Hi(password, salt, iterations)` of RFC 5802 with HMAC-SHA-512, i.e. PBKDF2.
@@ -292,7 +337,7 @@ mod tests {
 
     fn kat_client_final() -> ClientFinal {
         ClientFirst::with_nonce("user", KAT_CLIENT_NONCE.into())
-            .respond(KAT_SERVER_FIRST.as_bytes(), &Secret::new("pencil"))
+            .respond(KAT_SERVER_FIRST.as_bytes(), &SecretString::from("pencil"))
             .expect("the known server-first is valid")
     }
 
@@ -342,7 +387,7 @@ mod tests {
 
     /// A server of the exchange, written from RFC 5802: checks the client's proof against the
     /// stored key of `credential`, then lets the client check the server's signature.
-    fn serve(credential: &SaltedCredential, client: ClientFirst, password: &Secret) -> Result<(), String> {
+    fn serve(credential: &SaltedCredential, client: ClientFirst, password: &SecretString) -> Result<(), String> {
         let client_first = client.message();
         let bare = client_first.strip_prefix("n,,").ok_or("no GS2 header")?;
         let client_nonce = bare.split(',').nth(1).and_then(|r| r.strip_prefix("r=")).ok_or("no r=")?;
@@ -366,24 +411,27 @@ mod tests {
 
     #[test]
     fn round_trip_with_a_server() {
-        let password = Secret::generate();
+        let password = crate::secret::generate();
         let credential = SaltedCredential::new(&password);
         assert_eq!(credential.salt.len(), 32);
         assert_eq!(credential.iterations, 4096);
-        assert_eq!(credential.salted_password, salted_password(password.expose().as_bytes(), &credential.salt, 4096));
+        assert_eq!(
+            credential.salted_password,
+            salted_password(password.expose_secret().as_bytes(), &credential.salt, 4096)
+        );
 
         let first = ClientFirst::new("tenant-acme");
         assert!(first.message().starts_with("n,,n=tenant-acme,r="));
         serve(&credential, first, &password).expect("the right password authenticates");
 
-        let wrong = serve(&credential, ClientFirst::new("tenant-acme"), &Secret::new("wrong"));
+        let wrong = serve(&credential, ClientFirst::new("tenant-acme"), &SecretString::from("wrong"));
         let wrong = wrong.expect_err("a wrong password is refused");
         assert!(wrong.contains("invalid-proof"), "{wrong}");
     }
 
     #[test]
     fn new_credentials_get_fresh_salts_and_never_print_the_salted_password() {
-        let password = Secret::new("pencil");
+        let password = SecretString::from("pencil");
         let (a, b) = (SaltedCredential::new(&password), SaltedCredential::new(&password));
         assert_ne!(a.salt, b.salt);
         assert_ne!(a.salted_password, b.salted_password);
@@ -392,7 +440,7 @@ mod tests {
     }
 
     fn respond(server_first: &str) -> Result<ClientFinal, ScramError> {
-        ClientFirst::with_nonce("user", "abc".into()).respond(server_first.as_bytes(), &Secret::new("pw"))
+        ClientFirst::with_nonce("user", "abc".into()).respond(server_first.as_bytes(), &SecretString::from("pw"))
     }
 
     #[test]
@@ -413,8 +461,8 @@ mod tests {
             assert!(matches!(err, ScramError::Malformed { message: "server-first", .. }), "{message:?}: {err:?}");
             assert!(err.to_string().contains(expected), "{message:?}: {err}");
         }
-        let not_utf8 =
-            ClientFirst::with_nonce("user", "abc".into()).respond(b"r=abc\xff,s=c2FsdA==,i=4096", &Secret::new("pw"));
+        let not_utf8 = ClientFirst::with_nonce("user", "abc".into())
+            .respond(b"r=abc\xff,s=c2FsdA==,i=4096", &SecretString::from("pw"));
         assert!(not_utf8.err().is_some_and(|e| e.to_string().contains("not UTF-8")));
     }
 
@@ -431,6 +479,22 @@ mod tests {
         let err = respond("r=abcdef,s=c2FsdA==,i=4095").err();
         assert!(matches!(err, Some(ScramError::TooFewIterations { iterations: 4095 })), "{err:?}");
         assert!(respond("r=abcdef,s=c2FsdA==,i=4096,x=extension").is_ok(), "extensions after i= are allowed");
+    }
+
+    #[test]
+    fn postgres_verifiers_match_a_known_answer_and_are_salted_afresh() {
+        // Computed independently with Python's hashlib.pbkdf2_hmac and hmac (SHA-256).
+        let salt: Vec<u8> = (0..16).collect();
+        assert_eq!(
+            postgres_verifier_with("pencil", &salt, 4096).unwrap(),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$zHCdol2044/ZyWzPLi7oxApCkamKw9Z+E4U/QApd/5Y=:\
+             dd5peBOitVnLNFu7VmwP+HiDaaw4OUCv396eVCWhYiE="
+        );
+        let password = SecretString::from("pencil");
+        let (a, b) = (postgres_verifier(&password).unwrap(), postgres_verifier(&password).unwrap());
+        assert_ne!(a, b, "each verifier has its own salt");
+        assert!(a.starts_with("SCRAM-SHA-256$4096:") && !a.contains("pencil"), "{a}");
+        assert!(matches!(postgres_verifier(&SecretString::from("pässword")), Err(ScramError::NotAscii)));
     }
 
     #[test]
