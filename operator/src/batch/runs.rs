@@ -37,7 +37,14 @@ impl Manager {
     pub(super) async fn settle_runs(&self) -> Result<usize> {
         let mut settled = 0;
         for run in self.ledger.runs(doc! { "outcome": null }).await? {
-            let state = self.runtime.state(&run.namespace, &run.id).await?;
+            // One run the runtime cannot answer for does not hold the others up.
+            let state = match self.runtime.state(&run.namespace, &run.id).await {
+                Ok(state) => state,
+                Err(error) => {
+                    warn!(run = %run.id, app = %run.app, %error, "cannot learn how the run is doing");
+                    continue;
+                }
+            };
             let outcome = match state {
                 RunState::Running => continue,
                 RunState::Finished(outcome) => outcome,
