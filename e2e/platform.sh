@@ -64,6 +64,8 @@ tolerations: [{key: "$taint_key", operator: Equal, value: "${rest%%:*}", effect:
 apps:
   nodeSelector: {"$label": "$value"}
   tolerations: ["$MYSIMBDP_NODE_TAINT"]
+  # Images are imported into the node's containerd; no pull ever leaves this machine.
+  imagePullPolicy: Never
 batch: {pollInterval: 1s, maxConcurrentRuns: 4}
 logging: {format: text, level: "info,kube=warn,tower=warn"}
 # No kube-proxy runs on the local stack: the operator reaches the API server at the node's

@@ -461,6 +461,10 @@ pub struct BatchArgs {
     /// taint` writes it (repeatable).
     #[arg(long = "app-toleration", env = "MYSIMBDP_APP_TOLERATIONS", value_delimiter = ',', value_parser = crate::runtime::pod::parse_toleration)]
     pub app_tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    /// kubernetes runtime: when tenant pods' images are pulled (Always, IfNotPresent, Never);
+    /// the cluster's default when unset.
+    #[arg(long, env = "MYSIMBDP_APP_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub app_image_pull_policy: Option<String>,
     /// kubernetes runtime: an annotation KEY=VALUE for every run's pod (repeatable).
     #[arg(long = "run-pod-annotation", env = "MYSIMBDP_RUN_POD_ANNOTATIONS", value_delimiter = ',', value_parser = parse_annotation)]
     pub run_pod_annotations: Vec<(String, String)>,
@@ -493,6 +497,7 @@ impl BatchArgs {
         crate::runtime::pod::Placement {
             node_selector: self.app_node_selector.iter().cloned().collect(),
             tolerations: self.app_tolerations.clone(),
+            image_pull_policy: self.app_image_pull_policy.clone(),
         }
     }
 

@@ -86,7 +86,12 @@ spec:
     };
     [
         // tail keeps the current line, and /dev/zero has no line end: it grows until the limit.
-        app("hungry", toolbox, "[sh, -c, 'exec tail /dev/zero']", "  retry: {maxAttempts: 2, backoff: 1s, maxBackoff: 2s}\n"),
+        app(
+            "hungry",
+            toolbox,
+            "[sh, -c, 'exec tail /dev/zero']",
+            "  retry: {maxAttempts: 2, backoff: 1s, maxBackoff: 2s}\n",
+        ),
         app("sleepy", toolbox, "[sleep, '600']", "  timeout: 5s\n  retry: {maxAttempts: 1}\n"),
         app("phantom", "registry.example.com/fault-air/missing:1", "[ingest]", "  retry: {maxAttempts: 1}\n"),
     ]
@@ -109,7 +114,11 @@ spec:
     )
 }
 
-async fn ready_condition<K>(api: &Api<K>, name: &str, conditions: fn(&K) -> Vec<(String, String, String)>) -> (String, String)
+async fn ready_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    conditions: fn(&K) -> Vec<(String, String, String)>,
+) -> (String, String)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -142,7 +151,12 @@ async fn real_pods_fail_and_the_platform_records_why_and_loses_nothing() {
     common::reset(&stack, &tenants, &[TENANT]).await;
     let admin = stack.coredms_admin().await;
     for collection in ["decisions", "reports"] {
-        admin.database("mysimbdp").collection::<Document>(collection).delete_many(doc! { "tenant": TENANT }).await.unwrap();
+        admin
+            .database("mysimbdp")
+            .collection::<Document>(collection)
+            .delete_many(doc! { "tenant": TENANT })
+            .await
+            .unwrap();
     }
     let ledger = common::ledger(&stack).await;
     common::apply(&stack, &tenant());
@@ -213,7 +227,12 @@ async fn real_pods_fail_and_the_platform_records_why_and_loses_nothing() {
     let files = common::settled(&ledger, TENANT, &names, TIMEOUT).await;
     let file = |name: &str| files.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} in the ledger"));
     let hungry = file("hungry_1.csv");
-    println!("hungry: {:?} after {} attempts: {}", hungry.status, hungry.attempts, hungry.reason.clone().unwrap_or_default());
+    println!(
+        "hungry: {:?} after {} attempts: {}",
+        hungry.status,
+        hungry.attempts,
+        hungry.reason.clone().unwrap_or_default()
+    );
     assert_eq!((hungry.status, hungry.attempts), (FileStatus::DeadLettered, 2), "{hungry:#?}");
     assert!(hungry.reason.as_deref().is_some_and(|r| r.contains("OOMKilled")), "{hungry:#?}");
     // Killed at the deadline: timed out.
@@ -229,7 +248,11 @@ async fn real_pods_fail_and_the_platform_records_why_and_loses_nothing() {
     let batch: Api<BatchIngestApp> = Api::namespaced(client.clone(), NS);
     let (_, message) = ready_condition(&batch, "phantom", batch_conditions).await;
     println!("phantom: Ready=False {message}");
-    assert!(message.starts_with("CannotStart") && message.contains("registry.example.com/fault-air/missing:1"), "{message}");
+    assert!(
+        message.starts_with("CannotStart") && message.contains("registry.example.com/fault-air/missing:1"),
+        "{message}"
+    );
+    assert!(message.contains("ErrImageNeverPull"), "the node never pulls: {message}");
     let stream: Api<StreamIngestApp> = Api::namespaced(client.clone(), NS);
     let (_, message) = ready_condition(&stream, "ghost", stream_conditions).await;
     println!("ghost: Ready=False {message}");

@@ -303,6 +303,10 @@ spec:
         - name: MYSIMBDP_APP_TOLERATIONS
           value: {{ join "," . | quote }}
         {{- end }}
+        {{- with $values.apps.imagePullPolicy }}
+        - name: MYSIMBDP_APP_IMAGE_PULL_POLICY
+          value: {{ . | quote }}
+        {{- end }}
         - name: MYSIMBDP_SIDECAR_IMAGE
           value: {{ include "mysimbdp.sidecarImage" $root | quote }}
         - name: MYSIMBDP_STREAM_RESYNC

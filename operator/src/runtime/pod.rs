@@ -19,14 +19,17 @@ use mysimbdp_api::{
     },
 };
 
-/// Where tenant pods may run: the nodes the platform dedicates to them (a node selector) and
-/// the taints those nodes carry (tolerations).
+/// Where tenant pods may run and how their images are had: the nodes the platform dedicates to
+/// them (a node selector), the taints those nodes carry (tolerations), and the image pull
+/// policy (e.g. `Never` on a cluster whose images are loaded onto its nodes).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Placement {
     /// Node labels the pods must land on.
     pub node_selector: BTreeMap<String, String>,
     /// Taints the pods tolerate.
     pub tolerations: Vec<Toleration>,
+    /// `Always`, `IfNotPresent` or `Never` for every container; the cluster's default when unset.
+    pub image_pull_policy: Option<String>,
 }
 
 impl Placement {
@@ -37,6 +40,11 @@ impl Placement {
         }
         if !self.tolerations.is_empty() {
             spec.tolerations = Some(self.tolerations.clone());
+        }
+        if let Some(policy) = &self.image_pull_policy {
+            for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+                container.image_pull_policy = Some(policy.clone());
+            }
         }
     }
 }
