@@ -11,6 +11,8 @@
 #   e2e/platform.sh status             the release and its pods
 #   e2e/platform.sh logs               the operator's log
 #   e2e/platform.sh staging-url        the staging URL of the installed release
+#   e2e/platform.sh user NAME [GROUP]  a kubeconfig for user NAME (in GROUP), as a cluster's
+#                                       identity provider would issue one: prints its path
 #
 # The images must be in the node's containerd first (make images). Platform team steps, in
 # order: the namespace, the admin credentials Secret, the staging credentials Secret, then
@@ -107,8 +109,48 @@ install() {
     echo "s3://$MYSIMBDP_S3_BUCKET/$prefix" >"$MYSIMBDP_STATE/platform-staging-url"
 }
 
+# A user of the local cluster: a client certificate (CN=NAME, O=GROUP) signed by the cluster's
+# CA, in a kubeconfig of its own. Made once and kept.
+user() {
+    local name=$1 group=${2:-} dir=$MYSIMBDP_STATE/users pki=$MYSIMBDP_STATE/kube/pki
+    [[ $name =~ ^[a-z0-9][a-z0-9.@-]*$ ]] || { echo "user $name: use lowercase letters, digits, '.', '@' and '-'" >&2; exit 2; }
+    local kubeconfig=$dir/$name.kubeconfig
+    if [[ ! -s $kubeconfig ]]; then
+        mkdir -p "$dir" && chmod 700 "$dir"
+        local subject="/CN=$name${group:+/O=$group}" work
+        work=$(mktemp -d)
+        openssl genrsa -out "$work/key" 2048 2>/dev/null
+        openssl req -new -key "$work/key" -subj "$subject" -out "$work/csr"
+        printf 'basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\nextendedKeyUsage = clientAuth\n' >"$work/ext"
+        openssl x509 -req -in "$work/csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+            -days 365 -sha256 -extfile "$work/ext" -out "$work/crt" 2>/dev/null
+        cat >"$kubeconfig.tmp" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: mysimbdp-local
+  cluster:
+    server: $MYSIMBDP_KUBE_SERVER
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $name
+  user:
+    client-certificate-data: $(base64 -w0 "$work/crt")
+    client-key-data: $(base64 -w0 "$work/key")
+contexts:
+- name: $name@mysimbdp-local
+  context: {cluster: mysimbdp-local, user: $name}
+current-context: $name@mysimbdp-local
+KUBECONFIG
+        chmod 600 "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
+        rm -rf "$work"
+    fi
+    echo "$kubeconfig"
+}
+
 case ${1:-} in
     install) install "${2:-}" ;;
+    user) user "${2:?user NAME [GROUP]}" "${3:-}" ;;
     uninstall)
         helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout "$TIMEOUT" --ignore-not-found >/dev/null
         rm -f "$MYSIMBDP_STATE/platform-staging-url"

@@ -410,6 +410,8 @@ _kube_start_apiserver() {
   if ! proc_alive kube-apiserver; then
     require_free_port "$MYSIMBDP_APISERVER_PORT" kube-apiserver MYSIMBDP_APISERVER_PORT
     local pki=$KUBE_PKI_DIR
+    # Aggregated APIs (the platform's tenant API) are reached at their endpoints' pod
+    # addresses on the real node's bridge, not at a ClusterIP: no kube-proxy runs here.
     # Admission plugins stay at their defaults (NamespaceLifecycle, LimitRanger,
     # ServiceAccount, PodSecurity, ResourceQuota, the webhooks and policies, ...), as on a real
     # cluster. The kubelet of every fake node is kwok's server on loopback, reached by
@@ -437,6 +439,7 @@ _kube_start_apiserver() {
       --kubelet-certificate-authority "$pki/ca.crt" \
       --kubelet-preferred-address-types InternalIP \
       --endpoint-reconciler-type none \
+      --enable-aggregator-routing=true \
       --allow-privileged=true --profiling=false
   fi
   wait_until "kube-apiserver on 127.0.0.1:$MYSIMBDP_APISERVER_PORT" 120 \

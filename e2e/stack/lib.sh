@@ -110,12 +110,18 @@ cached_build() {
 
 # port_owner PORT: prints "pid/command" of the process listening on 127.0.0.1:PORT (or any
 # address), or nothing when the port is free.
+# Listeners on PORT that a loopback service would collide with: on 127.0.0.1, ::1 or every
+# address. One on another address (the real node's bridge forwarders) does not.
+_loopback_listeners() {
+  ss -Hltnp "sport = :$1" 2>/dev/null | awk '$4 ~ /^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|0\.0\.0\.0|\*|\[::\]|\[::1\]):/'
+}
+
 port_owner() {
-  ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\2\/\1/p' | head -n 1
+  _loopback_listeners "$1" | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\2\/\1/p' | head -n 1
 }
 
 port_in_use() {
-  [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+  [ -n "$(_loopback_listeners "$1")" ]
 }
 
 # require_free_port PORT WHAT VAR: fails with a message that names the port, its user and the

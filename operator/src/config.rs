@@ -108,6 +108,28 @@ pub struct PlatformArgs {
     /// Address of the metrics and health endpoints.
     #[arg(long, env = "MYSIMBDP_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
+
+    /// Serve the tenant API (tenant.mysimbdp.io: staging and records for tenants' owners,
+    /// behind the API server's aggregation layer) on this address; off when unset.
+    #[arg(long, env = "MYSIMBDP_TENANT_API_ADDR")]
+    pub tenant_api_addr: Option<SocketAddr>,
+    /// The tenant API's serving certificate (PEM; the APIService's caBundle vouches for it).
+    #[arg(long, env = "MYSIMBDP_TENANT_API_CERT", default_value = "/etc/mysimbdp/tenant-api/tls.crt")]
+    pub tenant_api_cert: std::path::PathBuf,
+    /// Its private key (PEM).
+    #[arg(long, env = "MYSIMBDP_TENANT_API_KEY", default_value = "/etc/mysimbdp/tenant-api/tls.key")]
+    pub tenant_api_key: std::path::PathBuf,
+}
+
+impl PlatformArgs {
+    /// The tenant API's settings, when it is to be served.
+    pub fn tenant_api(&self) -> Option<crate::tenant_api::TenantApiConfig> {
+        self.tenant_api_addr.map(|addr| crate::tenant_api::TenantApiConfig {
+            addr,
+            cert: self.tenant_api_cert.clone(),
+            key: self.tenant_api_key.clone(),
+        })
+    }
 }
 
 fn parse_egress(value: &str) -> Result<Egress, String> {

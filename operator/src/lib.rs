@@ -23,6 +23,8 @@ pub mod shutdown;
 pub mod staging;
 pub mod stream;
 pub mod tenant;
+pub mod tenant_api;
+pub mod tenant_client;
 #[cfg(test)]
 pub mod testing;
 pub mod tls;

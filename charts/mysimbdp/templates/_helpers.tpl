@@ -307,6 +307,14 @@ spec:
         - name: MYSIMBDP_APP_IMAGE_PULL_POLICY
           value: {{ . | quote }}
         {{- end }}
+        {{- if $values.tenantApi.enabled }}
+        - name: MYSIMBDP_TENANT_API_ADDR
+          value: "0.0.0.0:{{ int $values.tenantApi.port }}"
+        - name: MYSIMBDP_TENANT_API_CERT
+          value: /etc/mysimbdp/tenant-api/tls.crt
+        - name: MYSIMBDP_TENANT_API_KEY
+          value: /etc/mysimbdp/tenant-api/tls.key
+        {{- end }}
         - name: MYSIMBDP_SIDECAR_IMAGE
           value: {{ include "mysimbdp.sidecarImage" $root | quote }}
         - name: MYSIMBDP_STREAM_RESYNC
@@ -320,6 +328,11 @@ spec:
         - name: metrics
           containerPort: {{ int $values.metrics.port }}
           protocol: TCP
+        {{- if $values.tenantApi.enabled }}
+        - name: tenant-api
+          containerPort: {{ int $values.tenantApi.port }}
+          protocol: TCP
+        {{- end }}
       # Connecting to Kafka and coredms comes before the endpoints answer.
       startupProbe:
         httpGet:
@@ -358,6 +371,11 @@ spec:
           mountPath: /tmp
         - name: runs
           mountPath: /var/lib/mysimbdp/runs
+        {{- if $values.tenantApi.enabled }}
+        - name: tenant-api-tls
+          mountPath: /etc/mysimbdp/tenant-api
+          readOnly: true
+        {{- end }}
         {{- if $isFile }}
         - name: staging
           mountPath: {{ include "mysimbdp.stagingPath" $root }}
@@ -367,6 +385,11 @@ spec:
       emptyDir: {}
     - name: runs
       emptyDir: {}
+    {{- if $values.tenantApi.enabled }}
+    - name: tenant-api-tls
+      secret:
+        secretName: {{ include "mysimbdp.fullname" $root }}-tenant-api-tls
+    {{- end }}
     {{- if $isFile }}
     - name: staging
       {{- if and .staging $claim }}

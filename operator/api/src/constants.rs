@@ -51,3 +51,8 @@ pub const RESERVED_TENANT_PREFIXES: &[&str] = &["kube-", "mysimbdp-", "system-"]
 /// Finalizer that stops a StreamIngestApp's replicas where Kubernetes cannot (the local
 /// runtime's processes) before the app disappears.
 pub const STREAM_FINALIZER: &str = "mysimbdp.io/stream-replicas";
+
+/// The ClusterRole a tenant's owners are bound to in its namespace (the Helm chart makes it).
+pub const TENANT_OWNER_ROLE: &str = "mysimbdp-tenant-owner";
+/// The ClusterRole a tenant's viewers are bound to in its namespace (the Helm chart makes it).
+pub const TENANT_VIEWER_ROLE: &str = "mysimbdp-tenant-viewer";

@@ -80,8 +80,49 @@ pub struct TenantSpec {
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"))]
     pub namespace: Option<String>,
+    /// Who acts for the tenant: users, groups and ServiceAccounts bound in the tenant's
+    /// namespace to the platform's `mysimbdp-tenant-owner` role (manage the tenant's apps, read
+    /// its credentials Secret, stage files, read the platform's records about them, see its
+    /// pods, Jobs, logs and Events). Removing one removes its access. Owners cannot create or
+    /// change Tenants: onboarding is the platform team's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub owners: Vec<Subject>,
+    /// Who may look without changing anything: bound to `mysimbdp-tenant-viewer` (the apps,
+    /// files and records; not the credentials, no uploads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub viewers: Vec<Subject>,
     /// The service agreement: what the platform accepts, delivers, keeps and allows.
     pub agreement: ServiceAgreement,
+}
+
+/// Someone the cluster authenticates: a user, a group, or a ServiceAccount.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kind != 'ServiceAccount' || has(self.__namespace__)").message("a ServiceAccount owner needs its namespace"))]
+#[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' || !has(self.__namespace__)").message("only a ServiceAccount has a namespace; remove it"))]
+pub struct Subject {
+    /// `User`, `Group` or `ServiceAccount`.
+    pub kind: SubjectKind,
+    /// The name the cluster authenticates, e.g. `alice@acme.example`, `acme-data-team`.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The ServiceAccount's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// A kind of subject.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub enum SubjectKind {
+    /// A user, as authenticated (client certificate CN, OIDC claim...).
+    User,
+    /// A group of users.
+    Group,
+    /// A Kubernetes ServiceAccount.
+    ServiceAccount,
 }
 
 /// The service agreement between the platform and a tenant.

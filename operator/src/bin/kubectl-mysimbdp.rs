@@ -1,60 +1,71 @@
 //! `kubectl-mysimbdp` (or `kubectl mysimbdp` when on PATH): what tenants and the platform team
-//! ask of the platform: staging files, and what happened to them, answered from the platform's
-//! records in coredms (the ledger of files and runs, the stream reports, the monitor's
-//! decisions).
+//! ask of the platform: staging files, what happened to them, and the stream apps' reports and
+//! the monitor's decisions. It speaks to the platform's tenant API (tenant.mysimbdp.io) through
+//! the Kubernetes API server with the caller's own kubeconfig, so an owner sees and stages for
+//! their tenant only, and a platform admin sees every tenant.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use mongodb::bson::{Document, doc};
 use mysimbdp_operator::{
-    batch::ledger::{FileStatus, Ledger},
+    batch::ledger::{FileRecord, FileStatus},
     chart::{self, Series},
     cli,
-    config::CoreDmsArgs,
-    monitor::store::MonitorStore,
-    staging::{self, Staging},
+    monitor::store::{DecisionRecord, ReportRecord},
+    tenant_client::{TenantClient, path},
 };
 
 /// Stage files for a tenant and see what the mysimbdp ingestion platform did with them.
 ///
-/// Reads the platform's records in coredms; the connection comes from the same environment
-/// variables as the operator's (with the local stack: `. ~/.local/state/mysimbdp/env`).
+/// Uses your kubeconfig (KUBECONFIG, ~/.kube/config, --context) like kubectl: a tenant's owner
+/// acts for their tenant only; a platform admin sees every tenant when --tenant is left out.
+/// A tenant's namespace is `tenant-<tenant>` unless --namespace says otherwise.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-mysimbdp", version, about, long_about)]
 struct Cli {
-    #[command(flatten)]
-    coredms: CoreDmsArgs,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Whose records: a tenant, by name or namespace.
+#[derive(Debug, clap::Args)]
+struct Scope {
+    /// The tenant (left out: every tenant, for a platform admin).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The tenant's namespace, when it is not `tenant-<tenant>`.
+    #[arg(long)]
+    namespace: Option<String>,
+}
+
+impl Scope {
+    fn namespace(&self) -> Option<String> {
+        self.namespace.clone().or_else(|| self.tenant.as_ref().map(|t| format!("tenant-{t}")))
+    }
+
+    fn required(&self) -> Result<String, String> {
+        self.namespace().ok_or_else(|| "name the tenant with --tenant (or --namespace)".to_owned())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Drop files into a tenant's staging area (each appears whole, never half-written).
+    /// Stage files for a tenant (each is streamed and appears whole, never half-written; one
+    /// refused file does not stop the others).
     Upload {
-        /// The tenant.
-        #[arg(long)]
-        tenant: String,
-        /// The staging store, as the operator's --staging-url.
-        #[arg(long, env = "MYSIMBDP_STAGING_URL")]
-        staging_url: String,
-        /// Files to upload; each keeps its name.
+        #[command(flatten)]
+        scope: Scope,
+        /// Files to stage; each keeps its name.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Batch ingestion statistics per tenant and for the platform: files, success rate, bytes,
-    /// rows, p50/p95 time per file, throughput.
-    Stats {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-    },
     /// Staged files and what happened to them, newest last.
     Files {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
         /// Only files in this state (Queued, Running, RetryWait, Ingested, Rejected, DeadLettered).
         #[arg(long)]
         status: Option<String>,
@@ -62,36 +73,49 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Download a staged file (e.g. a rejected one) by its id, and print why it was refused.
+    Download {
+        #[command(flatten)]
+        scope: Scope,
+        /// The file's id (the ID column of `files`).
+        id: String,
+        /// Where to write it; its id by default.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Batch ingestion statistics per tenant and for the platform: files, success rate, bytes,
+    /// rows, p50/p95 time per file, throughput.
+    Stats {
+        #[command(flatten)]
+        scope: Scope,
+    },
     /// Reports of stream apps (one per replica and report interval), newest last.
     Reports {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
         /// Only this app.
         #[arg(long)]
         app: Option<String>,
         /// Show at most this many.
         #[arg(long, default_value_t = 30)]
-        limit: i64,
+        limit: usize,
     },
     /// The monitor's decisions (scale, restart, notify) and their reasons, newest last.
     Decisions {
-        /// Only this tenant.
-        #[arg(long)]
-        tenant: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
         /// Only this app.
         #[arg(long)]
         app: Option<String>,
         /// Show at most this many.
         #[arg(long, default_value_t = 30)]
-        limit: i64,
+        limit: usize,
     },
     /// Write an SVG chart of a tenant's ingestion over time: documents stored by batch runs and
     /// messages ingested by stream apps.
     Chart {
-        /// The tenant.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        scope: Scope,
         /// Where to write the SVG.
         #[arg(long, default_value = "ingestion.svg")]
         out: PathBuf,
@@ -101,70 +125,93 @@ enum Command {
     },
 }
 
-fn filter(pairs: &[(&str, &Option<String>)]) -> Document {
-    let mut filter = doc! {};
-    for (key, value) in pairs {
-        if let Some(value) = value {
-            filter.insert(*key, value);
-        }
-    }
-    filter
+fn query(pairs: &[(&str, Option<String>)]) -> Vec<(&'static str, String)> {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            let key: &'static str = match *k {
+                "status" => "status",
+                "app" => "app",
+                _ => "limit",
+            };
+            v.clone().map(|v| (key, v))
+        })
+        .collect()
 }
 
-async fn upload(tenant: &str, staging_url: &str, files: &[PathBuf]) -> Result<String, String> {
-    let staging = staging::open(staging_url).map_err(|e| e.to_string())?;
+async fn upload(client: &TenantClient, namespace: &str, files: &[PathBuf]) -> (String, bool) {
     let mut out = String::new();
-    for path in files {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| format!("{} has no usable file name", path.display()))?;
-        let content = tokio::fs::read(path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let size = content.len();
-        let location = staging.upload(tenant, name, content.into()).await.map_err(|e| e.to_string())?;
-        out.push_str(&format!("staged {name} ({size} bytes) at {}\n", staging.url(&location)));
+    let mut failed = false;
+    for file in files {
+        let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
+            out.push_str(&format!("refused {}: it has no usable file name\n", file.display()));
+            failed = true;
+            continue;
+        };
+        match client.upload(namespace, name, file).await {
+            Ok(bytes) => out.push_str(&format!("staged {name} ({bytes} bytes) for {namespace}\n")),
+            Err(e) => {
+                out.push_str(&format!("refused {name}: {e}\n"));
+                failed = true;
+            }
+        }
     }
-    Ok(out)
+    (out, failed)
 }
 
 async fn run(cli: Cli) -> Result<String, String> {
-    if let Command::Upload { tenant, staging_url, files } = &cli.command {
-        return upload(tenant, staging_url, files).await;
-    }
-    let client = cli.coredms.admin_client().await.map_err(|e| e.to_string())?;
-    let db = client.database(&cli.coredms.platform_database);
-    let ledger = || async { Ledger::open(&client, &cli.coredms.platform_database).await.map_err(|e| e.to_string()) };
-    let monitor = || async { MonitorStore::open(&db).await.map_err(|e| e.to_string()) };
-    match &cli.command {
-        Command::Upload { .. } => unreachable!("handled above"),
-        Command::Stats { tenant } => {
-            let files = ledger().await?.files(filter(&[("tenant", tenant)])).await.map_err(|e| e.to_string())?;
+    let client = TenantClient::new(cli.context).await.map_err(|e| e.to_string())?;
+    let err = |e: mysimbdp_operator::tenant_client::ClientError| e.to_string();
+    match cli.command {
+        Command::Upload { scope, files } => {
+            let (out, failed) = upload(&client, &scope.required()?, &files).await;
+            if failed { Err(out.trim_end().to_owned()) } else { Ok(out) }
+        }
+        Command::Files { scope, status, limit } => {
+            let ns = scope.namespace();
+            let files: Vec<FileRecord> =
+                client.list(&path(ns.as_deref(), "files"), &query(&[("status", status)])).await.map_err(err)?;
+            Ok(cli::files_table(&files, limit))
+        }
+        Command::Download { scope, id, out } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(&id));
+            let (bytes, reason) = client.download(&scope.required()?, &id, &out).await.map_err(err)?;
+            let why = reason.map(|r| format!("; refused: {r}")).unwrap_or_default();
+            Ok(format!("wrote {} ({bytes} bytes){why}\n", out.display()))
+        }
+        Command::Stats { scope } => {
+            let files: Vec<FileRecord> =
+                client.list(&path(scope.namespace().as_deref(), "files"), &[]).await.map_err(err)?;
             Ok(cli::stats_table(&files))
         }
-        Command::Files { tenant, status, limit } => {
-            let files = ledger()
-                .await?
-                .files(filter(&[("tenant", tenant), ("status", status)]))
+        Command::Reports { scope, app, limit } => {
+            let found: Vec<ReportRecord> = client
+                .list(
+                    &path(scope.namespace().as_deref(), "reports"),
+                    &query(&[("app", app), ("limit", Some(limit.to_string()))]),
+                )
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok(cli::files_table(&files, *limit))
+                .map_err(err)?;
+            Ok(cli::reports_table(&found))
         }
-        Command::Reports { tenant, app, limit } => {
-            let found = monitor().await?.reports(filter(&[("tenant", tenant), ("app", app)]), *limit).await;
-            Ok(cli::reports_table(&found.map_err(|e| e.to_string())?))
-        }
-        Command::Decisions { tenant, app, limit } => {
-            let found = monitor().await?.decisions(filter(&[("tenant", tenant), ("app", app)]), *limit).await;
-            Ok(cli::decisions_table(&found.map_err(|e| e.to_string())?))
-        }
-        Command::Chart { tenant, out, bucket_seconds } => {
-            let files = ledger()
-                .await?
-                .files(doc! { "tenant": tenant, "status": FileStatus::Ingested.as_str() })
+        Command::Decisions { scope, app, limit } => {
+            let found: Vec<DecisionRecord> = client
+                .list(
+                    &path(scope.namespace().as_deref(), "decisions"),
+                    &query(&[("app", app), ("limit", Some(limit.to_string()))]),
+                )
                 .await
-                .map_err(|e| e.to_string())?;
-            let reports =
-                monitor().await?.reports(doc! { "tenant": tenant }, 100_000).await.map_err(|e| e.to_string())?;
+                .map_err(err)?;
+            Ok(cli::decisions_table(&found))
+        }
+        Command::Chart { scope, out, bucket_seconds } => {
+            let ns = scope.required()?;
+            let files: Vec<FileRecord> = client
+                .list(&path(Some(&ns), "files"), &[("status", FileStatus::Ingested.as_str().to_owned())])
+                .await
+                .map_err(err)?;
+            let reports: Vec<ReportRecord> =
+                client.list(&path(Some(&ns), "reports"), &[("limit", "10000".to_owned())]).await.map_err(err)?;
             let batch = files
                 .iter()
                 .filter_map(|f| Some((f.finished_at?.timestamp_millis(), f.rows_written? as f64)))
@@ -174,8 +221,9 @@ async fn run(cli: Cli) -> Result<String, String> {
                 Series { name: "batch documents".into(), colour: "#1f77b4".into(), points: batch },
                 Series { name: "stream messages".into(), colour: "#ff7f0e".into(), points: stream },
             ];
-            let svg = chart::svg(&format!("ingestion of tenant {tenant}"), &series, bucket_seconds.max(&1) * 1000);
-            std::fs::write(out, svg).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            let tenant = scope.tenant.unwrap_or(ns);
+            let svg = chart::svg(&format!("ingestion of tenant {tenant}"), &series, bucket_seconds.max(1) * 1000);
+            std::fs::write(&out, svg).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             Ok(format!("wrote {}\n", out.display()))
         }
     }

@@ -99,6 +99,11 @@ async fn main() -> ExitCode {
             error!("metrics endpoint on {addr}: {e}");
         }
     });
+    // Every replica serves the tenant API, the leader and those waiting alike: it keeps no
+    // state of its own.
+    if let Some(api) = cli.platform.tenant_api() {
+        tokio::spawn(mysimbdp_operator::tenant_api::run(ctx.clone(), api, shutdown.clone()));
+    }
     // A replica that does not lead waits here, healthy, until it does.
     let mut leadership = match leader::lead(&cli.leader, ctx.client.clone(), &shutdown).await {
         Ok(Some(leadership)) => leadership,

@@ -99,6 +99,31 @@ impl fmt::Display for Location {
     }
 }
 
+/// Bytes as they arrive or are read, in chunks.
+pub type ByteStream = futures::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Longest file name a tenant may stage, in bytes (what filesystems and object keys hold).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Why a tenant's file name cannot be staged, in words that say what to do; `None` when it can.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Some(format!("{name:?} is not a file name; give the file a name"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Some(format!("the name is {} bytes long; at most {MAX_NAME_BYTES} are kept; shorten it", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == '\\' || c.is_control()) {
+        return Some(format!("{name:?} holds {c:?}, which a staged file name cannot; rename the file"));
+    }
+    if is_partial_upload(name) {
+        return Some(format!(
+            "{name:?} looks like a partial upload (a leading '.' or a .part/.tmp/.partial/.uploading/~ ending) and would never be taken in; rename the file"
+        ));
+    }
+    None
+}
+
 /// Whether a name in `incoming/` is a file being written rather than one to ingest: hidden
 /// files and the usual suffixes of partial uploads are left alone until renamed.
 pub fn is_partial_upload(name: &str) -> bool {
@@ -136,6 +161,14 @@ pub enum StagingError {
         /// Why, and what to write instead.
         reason: String,
     },
+    /// An upload was refused; nothing of it is kept.
+    #[error("{name:?} was not staged: {reason}")]
+    Refused {
+        /// The file's name.
+        name: String,
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 impl StagingError {
@@ -144,6 +177,7 @@ impl StagingError {
         match self {
             StagingError::Store { .. } | StagingError::Io { .. } => "staging_io",
             StagingError::Url { .. } => "staging_url",
+            StagingError::Refused { .. } => "staging_refused",
         }
     }
 }
@@ -169,6 +203,19 @@ pub trait Staging: Send + Sync {
     async fn move_file(&self, from: &Location, to: &Location) -> Result<()>;
     /// Writes `<name>.reason` beside a file.
     async fn write_reason(&self, beside: &Location, text: &str) -> Result<()>;
+    /// Writes a file into the tenant's `incoming/` folder from a stream, at most `max_bytes`:
+    /// it is written under a hidden partial name and renamed once whole, so the platform never
+    /// takes in half a file; a failed or refused upload leaves nothing behind. Returns where it
+    /// is and its size.
+    async fn upload_stream(
+        &self,
+        tenant: &str,
+        name: &str,
+        content: ByteStream,
+        max_bytes: u64,
+    ) -> Result<(Location, u64)>;
+    /// A file's content, as it streams from the store.
+    async fn read_stream(&self, location: &Location) -> Result<ByteStream>;
     /// Whether a file exists.
     async fn exists(&self, location: &Location) -> Result<bool>;
     /// The URL an app reads a file from: a link that needs no credentials and lasts

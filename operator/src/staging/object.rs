@@ -9,7 +9,11 @@ use futures::TryStreamExt;
 use k8s_openapi::jiff::Timestamp;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path, signer::Signer};
 
-use super::{FileState, Location, Result, StagedFile, Staging, StagingError, is_partial_upload};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use tokio::io::AsyncWriteExt;
+
+use super::{ByteStream, FileState, Location, Result, StagedFile, Staging, StagingError, is_partial_upload};
 
 /// Staging areas in one object store.
 pub struct ObjectStaging {
@@ -181,6 +185,63 @@ impl Staging for ObjectStaging {
         self.store.put(&path, PutPayload::from(content)).await.map_err(Self::store_err("write", path.as_ref()))?;
         self.move_file(&partial, &location).await?;
         Ok(location)
+    }
+
+    async fn upload_stream(
+        &self,
+        tenant: &str,
+        name: &str,
+        mut content: ByteStream,
+        max_bytes: u64,
+    ) -> Result<(Location, u64)> {
+        if let Some(reason) = super::name_problem(name) {
+            return Err(StagingError::Refused { name: name.into(), reason });
+        }
+        let location = Location::incoming(tenant, name);
+        let nonce: u64 = rand::random();
+        let partial = Location::incoming(tenant, &format!(".{name}.{nonce:016x}.uploading"));
+        let path = Path::from(partial.path());
+        let mut writer = BufWriter::new(self.store.clone(), path.clone());
+        let mut written = 0u64;
+        let outcome: Result<()> = async {
+            while let Some(chunk) = content.next().await {
+                let chunk =
+                    chunk.map_err(|source| StagingError::Io { operation: "receive", path: location.path(), source })?;
+                written = written.saturating_add(chunk.len() as u64);
+                if written > max_bytes {
+                    return Err(StagingError::Refused {
+                        name: name.into(),
+                        reason: format!(
+                            "it is larger than {max_bytes} bytes, the most one upload of this tenant may hold"
+                        ),
+                    });
+                }
+                writer.write_all(&chunk).await.map_err(|source| StagingError::Io {
+                    operation: "write",
+                    path: path.to_string(),
+                    source,
+                })?;
+            }
+            writer.shutdown().await.map_err(|source| StagingError::Io {
+                operation: "finish",
+                path: path.to_string(),
+                source,
+            })
+        }
+        .await;
+        if let Err(error) = outcome {
+            let _ = writer.abort().await;
+            let _ = self.store.delete(&path).await;
+            return Err(error);
+        }
+        self.move_file(&partial, &location).await?;
+        Ok((location, written))
+    }
+
+    async fn read_stream(&self, location: &Location) -> Result<ByteStream> {
+        let path = Path::from(location.path());
+        let got = self.store.get(&path).await.map_err(Self::store_err("read", path.as_ref()))?;
+        Ok(got.into_stream().map_err(std::io::Error::other).boxed())
     }
 
     async fn read(&self, location: &Location) -> Result<Bytes> {

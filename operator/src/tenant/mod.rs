@@ -13,6 +13,7 @@ use k8s_openapi::{
     api::{
         core::v1::{LimitRange, Namespace, ResourceQuota, Secret as KubeSecret, ServiceAccount},
         networking::v1::NetworkPolicy,
+        rbac::v1::RoleBinding,
     },
     jiff::Timestamp,
 };
@@ -31,7 +32,7 @@ use kube::{
 };
 use mysimbdp_api::{
     Tenant, TenantStatus,
-    constants::{FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, TENANT_FINALIZER},
+    constants::{FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, TENANT_FINALIZER, TENANT_OWNER_ROLE, TENANT_VIEWER_ROLE},
     tenant::OffboardingPolicy,
 };
 use serde_json::json;
@@ -167,8 +168,10 @@ async fn onboard(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         condition::NAMESPACE_READY,
         "Created",
         format!(
-            "namespace {} with quota, limits, default-deny network policy and app service account",
-            names.namespace
+            "namespace {} with quota, limits, default-deny network policy, app service account and {} owner(s) and {} viewer(s) bound",
+            names.namespace,
+            tenant.spec.owners.len(),
+            tenant.spec.viewers.len()
         ),
     ));
 
@@ -291,6 +294,10 @@ async fn apply_namespace(ctx: &Context, tenant: &Tenant, names: &TenantNames) ->
     )
     .await?;
     k8s::apply(&Api::<ServiceAccount>::namespaced(client.clone(), ns), &plan::service_account(tenant, names)).await?;
+    for role in [TENANT_OWNER_ROLE, TENANT_VIEWER_ROLE] {
+        k8s::apply(&Api::<RoleBinding>::namespaced(client.clone(), ns), &plan::role_binding(tenant, names, role))
+            .await?;
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject as RbacSubject};
 use k8s_openapi::{
     api::core::v1::{
         LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec, ServiceAccount,
@@ -19,8 +20,12 @@ use k8s_openapi::{
 use kube::Resource;
 use mysimbdp_api::{
     Tenant,
-    constants::{LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TENANT, MANAGED_BY, PART_OF},
+    constants::{
+        LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TENANT, MANAGED_BY, PART_OF,
+        TENANT_OWNER_ROLE,
+    },
     quantity::PositiveQuantity,
+    tenant::SubjectKind,
 };
 
 use super::names::{APP_SERVICE_ACCOUNT, DEAD_LETTER_TOPIC, REPORTS_TOPIC, TenantNames};
@@ -275,6 +280,36 @@ pub fn service_account(tenant: &Tenant, names: &TenantNames) -> ServiceAccount {
         metadata: object_meta(tenant, names, APP_SERVICE_ACCOUNT, Some(&names.namespace), "tenant-apps"),
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
+    }
+}
+
+/// The RoleBinding of the tenant's owners (`role` [`TENANT_OWNER_ROLE`]) or viewers
+/// ([`TENANT_VIEWER_ROLE`]) in its namespace, named after the role; with no subject when the
+/// tenant names none, so that removing the last one removes its access.
+pub fn role_binding(tenant: &Tenant, names: &TenantNames, role: &str) -> RoleBinding {
+    let subjects = if role == TENANT_OWNER_ROLE { &tenant.spec.owners } else { &tenant.spec.viewers };
+    let subjects: Vec<RbacSubject> = subjects
+        .iter()
+        .map(|s| RbacSubject {
+            kind: match s.kind {
+                SubjectKind::User => "User",
+                SubjectKind::Group => "Group",
+                SubjectKind::ServiceAccount => "ServiceAccount",
+            }
+            .to_owned(),
+            api_group: (s.kind != SubjectKind::ServiceAccount).then(|| "rbac.authorization.k8s.io".to_owned()),
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+        })
+        .collect();
+    RoleBinding {
+        metadata: object_meta(tenant, names, role, Some(&names.namespace), "tenant-access"),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(subjects),
     }
 }
 
