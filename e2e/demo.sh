@@ -96,6 +96,7 @@ stop_operator() {
 # Stops the demo's operator, whichever way it runs, and says what keeps running.
 stop_demo() {
     stop_operator
+    [[ -f $("$STACK" env) ]] && "$PLATFORM" local-api-remove
     if [[ -f $("$STACK" env) ]] && "$PLATFORM" status >/dev/null 2>&1; then
         "$PLATFORM" uninstall
         # shellcheck disable=SC1090
@@ -172,6 +173,8 @@ else
     export MYSIMBDP_LOCAL_STOP_ON_EXIT=true
     export MYSIMBDP_STAGING_URL=$STAGING_URL
     export RUST_LOG=${RUST_LOG:-info,kube=warn}
+    # The tenant API from this operator, registered with the API server as the chart does.
+    eval "$("$PLATFORM" local-api)"
     setsid "$TARGET/mysimbdp-operator" >"$OPERATOR_LOG" 2>&1 </dev/null &
     echo $! >"$OPERATOR_PID"
     deadline=$((SECONDS + 60))
@@ -199,14 +202,21 @@ done
 for tenant in acme_air nimbus_weather; do mongo drop-database "$tenant" >/dev/null; done
 mongo drop-database mysimbdp >/dev/null
 
-step "4/7 onboard two tenants with different agreements"
+step "4/7 the platform team onboards two tenants with different agreements; their owners add their apps"
+# Each tenant's owner is a user of the cluster with a kubeconfig of their own; from here on
+# every tenant step is theirs, authorized by the roles the operator binds them to.
+ACME=$("$PLATFORM" user acme-owner)
+NIMBUS=$("$PLATFORM" user nimbus-owner)
+info "owners: acme-owner ($ACME), nimbus-owner ($NIMBUS)"
 kubectl apply -f "$REPO/tenant-samples/acme-air/tenant.yaml" -f "$REPO/tenant-samples/nimbus-weather/tenant.yaml"
 kubectl wait --for=condition=Ready tenant/acme-air tenant/nimbus-weather --timeout=180s
 kubectl get tenants
-kubectl apply -f "$REPO/tenant-samples/acme-air/batch-airlines.yaml" \
+as_acme() { KUBECONFIG=$ACME "$@"; }
+as_nimbus() { KUBECONFIG=$NIMBUS "$@"; }
+as_acme kubectl apply -f "$REPO/tenant-samples/acme-air/batch-airlines.yaml" \
     -f "$REPO/tenant-samples/acme-air/batch-planes.yaml" \
-    -f "$REPO/tenant-samples/acme-air/batch-flights.yaml" \
-    -f "$REPO/tenant-samples/nimbus-weather/batch-stations.yaml" \
+    -f "$REPO/tenant-samples/acme-air/batch-flights.yaml"
+as_nimbus kubectl apply -f "$REPO/tenant-samples/nimbus-weather/batch-stations.yaml" \
     -f "$REPO/tenant-samples/nimbus-weather/stream-observations.yaml"
 
 step "5/7 acme-air stages its files; some break its agreement"
@@ -217,21 +227,21 @@ printf '{"year": 2013}\n' >"$BAD/flights_2099_02.csv"                           
 head -n 1000 "$DATA/flights_2013_01.csv" | cut -d, -f1-5 >"$BAD/flights_2099_03.csv"  # columns missing
 printf 'a,b\n1,2\n' >"$BAD/weather.csv"                                              # name not allowed
 head -c 20000 /dev/urandom >"$BAD/flights_2099_04.csv"                               # not text at all
-cli upload --tenant acme-air "$DATA/airlines.csv" >/dev/null
-kubectl -n tenant-acme-air wait --for=jsonpath='{.status.files.ingested}'=1 batchingestapp/airlines --timeout=300s >/dev/null
-cli upload --tenant acme-air "$DATA/planes.csv" "$DATA"/flights_2013_*.csv
-cli upload --tenant acme-air "$BAD"/*
+as_acme cli upload --tenant acme-air "$DATA/airlines.csv" >/dev/null
+as_acme kubectl -n tenant-acme-air wait --for=jsonpath='{.status.files.ingested}'=1 batchingestapp/airlines --timeout=300s >/dev/null
+as_acme cli upload --tenant acme-air "$DATA/planes.csv" "$DATA"/flights_2013_*.csv
+as_acme cli upload --tenant acme-air "$BAD"/*
 deadline=$((SECONDS + 120))
-until cli files --tenant acme-air --limit 1000 | awk '$3 == "flights_2013_01.csv"' | grep -q .; do
+until as_acme cli files --tenant acme-air --limit 1000 | awk '$3 == "flights_2013_01.csv"' | grep -q .; do
     ((SECONDS < deadline)) || fail "flights_2013_01.csv was not taken in within 120s"
     sleep 1
 done
 cp "$DATA/flights_2013_01.csv" "$BAD/flights_2013_13.csv"                             # same content twice
-cli upload --tenant acme-air "$BAD/flights_2013_13.csv" >/dev/null
-cli upload --tenant nimbus-weather "$DATA/stations.jsonl"
+as_acme cli upload --tenant acme-air "$BAD/flights_2013_13.csv" >/dev/null
+as_nimbus cli upload --tenant nimbus-weather "$DATA/stations.jsonl"
 
 step "6/7 nimbus-weather publishes its hourly observations (and some malformed messages)"
-credentials() { kubectl -n tenant-nimbus-weather get secret mysimbdp-credentials -o "jsonpath={.data.$1}" | base64 -d; }
+credentials() { as_nimbus kubectl -n tenant-nimbus-weather get secret mysimbdp-credentials -o "jsonpath={.data.$1}" | base64 -d; }
 summary=$(MYSIMBDP_KAFKA_USERNAME=$(credentials MYSIMBDP_KAFKA_USERNAME) \
     MYSIMBDP_KAFKA_PASSWORD=$(credentials MYSIMBDP_KAFKA_PASSWORD) \
     RUST_LOG=warn nimbus-weather-publish --file "$DATA/weather.csv" --rate "$WEATHER_RATE" --malformed-every 1000 \
@@ -247,11 +257,11 @@ fi
 step "7/7 wait until every file is settled and the observations are consumed"
 deadline=$((SECONDS + DEMO_TIMEOUT))
 files_left() {
-    cli files --tenant acme-air --limit 1000 | awk 'NR > 1 && ($4 == "Queued" || $4 == "Running" || $4 == "RetryWait")' | wc -l
+    as_acme cli files --tenant acme-air --limit 1000 | awk 'NR > 1 && ($4 == "Queued" || $4 == "Running" || $4 == "RetryWait")' | wc -l
 }
 # Counting scans the collection under FerretDB; it may take a while when the machine is busy.
 stored() { COREDMS_MONGO_TIMEOUT_MS=120000 mongo count nimbus_weather observations 2>/dev/null || echo 0; }
-app() { kubectl -n tenant-nimbus-weather get streamingestapp observations -o "jsonpath=$1"; }
+app() { as_nimbus kubectl -n tenant-nimbus-weather get streamingestapp observations -o "jsonpath=$1"; }
 previous=-1
 while :; do
     left=$(files_left)
@@ -268,25 +278,28 @@ refused=$((good + $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])[
 info "nimbus-weather: $have observations stored; $refused messages refused by the app are on nimbus-weather.mysimbdp.dead-letter with their reason"
 
 printf '\n\033[1mBatch ingestion, per tenant and for the platform\033[0m\n'
-cli stats
-printf '\n\033[1macme-air files\033[0m\n'
-cli files --tenant acme-air --limit 30
-printf '\n\033[1mnimbus-weather stream reports (latest)\033[0m\n'
-cli reports --tenant nimbus-weather --limit 8
-printf '\n\033[1mMonitor decisions\033[0m\n'
-cli decisions --limit 10
+cli stats                                     # the platform team: every tenant
+printf '\n\033[1macme-air files (as acme-owner)\033[0m\n'
+as_acme cli files --tenant acme-air --limit 30
+printf '\n\033[1mnimbus-weather stream reports (latest, as nimbus-owner)\033[0m\n'
+as_nimbus cli reports --tenant nimbus-weather --limit 8
+printf '\n\033[1mMonitor decisions (as nimbus-owner)\033[0m\n'
+as_nimbus cli decisions --tenant nimbus-weather --limit 10
+printf '\n\033[1macme-owner cannot read nimbus-weather\047s records\033[0m\n'
+as_acme cli files --tenant nimbus-weather 2>&1 | sed 's/^/           /' || true
 printf '\n\033[1mStream app\033[0m\n'
 kubectl get streamingestapps -A
-cli chart --tenant acme-air --out "$DEMO/acme-air.svg" --bucket-seconds 10 >/dev/null
-cli chart --tenant nimbus-weather --out "$DEMO/nimbus-weather.svg" --bucket-seconds 10 >/dev/null
+as_acme cli chart --tenant acme-air --out "$DEMO/acme-air.svg" --bucket-seconds 10 >/dev/null
+as_nimbus cli chart --tenant nimbus-weather --out "$DEMO/nimbus-weather.svg" --bucket-seconds 10 >/dev/null
 
 step "done in $((SECONDS - started))s. Where to look next:"
 cat <<EOF
   . $MYSIMBDP_ENV_FILE                      # KUBECONFIG, Kafka and coredms endpoints
   \$MYSIMBDP_KUBE_BIN/kubectl get tenants,batchingestapps,streamingestapps -A
   \$MYSIMBDP_KUBE_BIN/kubectl describe tenant acme-air          # conditions, usage, Events
-  $TARGET/kubectl-mysimbdp files --status Rejected       # each refused file and why
-  $TARGET/kubectl-mysimbdp decisions                     # what the monitor decided and why
+  KUBECONFIG=$ACME $TARGET/kubectl-mysimbdp files --tenant acme-air --status Rejected   # as acme-air's owner
+  KUBECONFIG=$ACME $TARGET/kubectl-mysimbdp download --tenant acme-air <ID>          # a refused file, and why
+  $TARGET/kubectl-mysimbdp decisions                     # the platform team: what the monitor decided and why
   \$MYSIMBDP_KUBE_BIN/kubectl get pods -A -o wide               # where everything runs
   staging: $STAGING_URL (refused files are kept there under rejected/, with a .reason beside)
   charts: $DEMO/acme-air.svg, $DEMO/nimbus-weather.svg

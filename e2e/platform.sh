@@ -13,6 +13,9 @@
 #   e2e/platform.sh staging-url        the staging URL of the installed release
 #   e2e/platform.sh user NAME [GROUP]  a kubeconfig for user NAME (in GROUP), as a cluster's
 #                                       identity provider would issue one: prints its path
+#   e2e/platform.sh local-api [PORT]   register the tenant API of an operator running on this
+#                                       machine (the local runtime); prints the operator's
+#                                       environment for it (export lines)
 #
 # The images must be in the node's containerd first (make images). Platform team steps, in
 # order: the namespace, the admin credentials Secret, the staging credentials Secret, then
@@ -94,6 +97,7 @@ install() {
     local prefix=${1:-platform} values_file
     [[ $prefix =~ ^[a-z0-9][a-z0-9-]*$ ]] || { echo "staging prefix $prefix: use lowercase letters, digits and -" >&2; exit 2; }
     kubectl apply --server-side --force-conflicts -f "$REPO/crds" >/dev/null
+    local_api_remove
     secrets
     values_file=$(mktemp)
     trap 'rm -f "$values_file"' RETURN
@@ -148,8 +152,62 @@ KUBECONFIG
     echo "$kubeconfig"
 }
 
+# The tenant API served by an operator on this machine, registered as the chart registers the
+# pod's: a serving certificate from a CA of its own, a Service whose endpoint is this machine's
+# address on the node's bridge (the API server reaches aggregated APIs at endpoints), the
+# APIService trusting that CA.
+local_api() {
+    local port=${1:-18443} dir=$MYSIMBDP_STATE/tenant-api-local ip=$MYSIMBDP_NODE_IP
+    mkdir -p "$dir" && chmod 700 "$dir"
+    if [[ ! -s $dir/tls.crt ]]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=mysimbdp-tenant-api-ca" -days 3650 \
+            -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+        openssl req -new -newkey rsa:2048 -nodes -subj "/CN=mysimbdp-tenant-api" -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null
+        printf 'subjectAltName = DNS:mysimbdp-tenant-api-local.%s.svc, IP:%s\nextendedKeyUsage = serverAuth\n' "$NAMESPACE" "$ip" >"$dir/ext"
+        openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+            -days 3650 -sha256 -extfile "$dir/ext" -out "$dir/tls.crt" 2>/dev/null
+    fi
+    kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: mysimbdp-tenant-api-local, namespace: $NAMESPACE, labels: {mysimbdp.io/local-api: "true"}}
+spec:
+  ports: [{name: https, port: 443, targetPort: $port}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: mysimbdp-tenant-api-local, namespace: $NAMESPACE, labels: {mysimbdp.io/local-api: "true"}}
+subsets: [{addresses: [{ip: "$ip"}], ports: [{name: https, port: $port}]}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1alpha1.tenant.mysimbdp.io, labels: {mysimbdp.io/local-api: "true"}}
+spec:
+  group: tenant.mysimbdp.io
+  version: v1alpha1
+  service: {name: mysimbdp-tenant-api-local, namespace: $NAMESPACE, port: 443}
+  caBundle: $(base64 -w0 "$dir/ca.crt")
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+YAML
+    # The tenant roles the operator binds owners and viewers to, as the chart makes them.
+    helm template "$RELEASE" "$REPO/charts/mysimbdp" --show-only templates/tenant-roles.yaml | kubectl apply -f - >/dev/null
+    kubectl label clusterrole "$RELEASE-tenant-owner" "$RELEASE-tenant-viewer" "$RELEASE-platform-admin" \
+        mysimbdp.io/local-api=true --overwrite >/dev/null
+    echo "export MYSIMBDP_TENANT_API_ADDR=$ip:$port MYSIMBDP_TENANT_API_CERT=$dir/tls.crt MYSIMBDP_TENANT_API_KEY=$dir/tls.key"
+}
+
+# Removes the registration local_api made (the chart's own is Helm's to remove).
+local_api_remove() {
+    kubectl delete apiservice,clusterrole -l mysimbdp.io/local-api=true --ignore-not-found >/dev/null
+    kubectl -n "$NAMESPACE" delete service,endpoints -l mysimbdp.io/local-api=true --ignore-not-found >/dev/null 2>&1 || true
+}
+
 case ${1:-} in
     install) install "${2:-}" ;;
+    local-api-remove) local_api_remove ;;
+    local-api) local_api "${2:-}" ;;
     user) user "${2:?user NAME [GROUP]}" "${3:-}" ;;
     uninstall)
         helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout "$TIMEOUT" --ignore-not-found >/dev/null

@@ -203,6 +203,7 @@ fn every_rendered_object_is_accepted_by_the_api_server() {
     assert_eq!(
         kinds,
         [
+            "APIService",
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
@@ -210,10 +211,14 @@ fn every_rendered_object_is_accepted_by_the_api_server() {
             "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
+            "Secret",
             "Service",
             "ServiceAccount"
         ]
     );
+    for role in ["render-mysimbdp-tenant-owner", "render-mysimbdp-tenant-viewer", "render-mysimbdp-platform-admin"] {
+        find(&objects, "ClusterRole", role);
+    }
     let operator = find(&objects, "Deployment", "render-mysimbdp");
     assert_eq!(objects.iter().filter(|o| o["kind"] == "Deployment").count(), 1, "no monitor apart by default");
     assert_eq!(container(operator)["command"], serde_json::json!(["mysimbdp-operator"]));
@@ -227,6 +232,9 @@ fn every_rendered_object_is_accepted_by_the_api_server() {
         ("MYSIMBDP_COREDMS_BACKEND", "mongodb"),
         ("MYSIMBDP_STAGING_URL", "file:///var/lib/mysimbdp/staging"),
         ("MYSIMBDP_SIDECAR_IMAGE", "ghcr.io/mysimbdp/mysimbdp-sidecar:0.1.0"),
+        ("MYSIMBDP_TENANT_OWNER_ROLE", "render-mysimbdp-tenant-owner"),
+        ("MYSIMBDP_TENANT_VIEWER_ROLE", "render-mysimbdp-tenant-viewer"),
+        ("MYSIMBDP_TENANT_API_ADDR", "0.0.0.0:8443"),
     ] {
         assert_eq!(env_value(operator, name), Some(value), "{name}");
     }
@@ -342,7 +350,9 @@ async fn an_install_makes_restricted_pods_and_grants_the_least_privilege() {
         &release,
         &[
             "--set",
-            "replicas=2,monitor.separate=true,monitor.replicas=2,staging.persistence.create=false",
+            // KWOK plays the pods: an APIService they cannot answer would hold up namespace
+            // deletions cluster-wide, so the tenant API is left to the tests on real pods.
+            "replicas=2,monitor.separate=true,monitor.replicas=2,staging.persistence.create=false,tenantApi.enabled=false",
             "--set",
             "image.tag=test",
         ],
@@ -360,6 +370,11 @@ async fn an_install_makes_restricted_pods_and_grants_the_least_privilege() {
     }
     stack.kubectl_ok(&["get", "clusterrole", &release]);
     stack.kubectl_ok(&["get", "clusterrolebinding", &release]);
+    let owner_role = format!("{release}-tenant-owner");
+    let viewer_role = format!("{release}-tenant-viewer");
+    for role in [&owner_role, &viewer_role, &format!("{release}-platform-admin")] {
+        stack.kubectl_ok(&["get", "clusterrole", role]);
+    }
 
     // The ReplicaSets make every pod: each passed the namespace's restricted Pod Security
     // admission. KWOK plays them, so they turn Ready without running the image.
@@ -415,12 +430,17 @@ async fn an_install_makes_restricted_pods_and_grants_the_least_privilege() {
         (Some(&ns), &["create", "leases.coordination.k8s.io"]),
         (Some(&ns), &["update", &format!("leases.coordination.k8s.io/{release}")]),
         (Some(&ns), &["get", &format!("leases.coordination.k8s.io/{release}-monitor")]),
+        (tenant_ns, &["create", "rolebindings.rbac.authorization.k8s.io"]),
+        (None, &["bind", &format!("clusterroles.rbac.authorization.k8s.io/{owner_role}")]),
+        (None, &["bind", &format!("clusterroles.rbac.authorization.k8s.io/{viewer_role}")]),
     ];
     let denied: &[(Option<&str>, &[&str])] = &[
         (None, &["create", "clusterrolebindings.rbac.authorization.k8s.io"]),
-        (tenant_ns, &["create", "rolebindings.rbac.authorization.k8s.io"]),
+        (tenant_ns, &["delete", "rolebindings.rbac.authorization.k8s.io"]),
         (None, &["escalate", "clusterroles.rbac.authorization.k8s.io"]),
         (None, &["bind", "clusterroles.rbac.authorization.k8s.io"]),
+        (None, &["bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"]),
+        (None, &["bind", &format!("clusterroles.rbac.authorization.k8s.io/{release}-platform-admin")]),
         (tenant_ns, &["bind", "roles.rbac.authorization.k8s.io"]),
         (None, &["get", "nodes"]),
         (None, &["delete", "customresourcedefinitions.apiextensions.k8s.io"]),
@@ -449,8 +469,10 @@ async fn an_install_makes_restricted_pods_and_grants_the_least_privilege() {
     let mut cmd = helm(&stack);
     cmd.args(["uninstall", &release, "--namespace", &ns, "--wait"]);
     run_ok(cmd, None);
-    let gone = stack.kubectl().args(["get", "clusterrole", &release]).output().expect("kubectl runs");
-    assert!(!gone.status.success(), "the ClusterRole outlived its release");
+    for role in [&release, &owner_role] {
+        let gone = stack.kubectl().args(["get", "clusterrole", role]).output().expect("kubectl runs");
+        assert!(!gone.status.success(), "ClusterRole {role} outlived its release");
+    }
 }
 
 #[test]
@@ -623,7 +645,8 @@ async fn the_operator_works_with_only_the_charts_rbac() {
     let mut scratch = Scratch::new(&stack, "chart-rbac");
     let ns = scratch.namespace.clone();
     let release = unique("mysimbdp-rbac").replace('_', "-");
-    scratch.install(&release, &["--set", "staging.persistence.create=false"]);
+    // The tenant API is left to the tests on real pods (see the install test).
+    scratch.install(&release, &["--set", "staging.persistence.create=false,tenantApi.enabled=false"]);
     let kubeconfig_file = service_account_kubeconfig(&stack, &ns, &release);
     let kubeconfig = kubeconfig_file.0.to_str().expect("UTF-8 path");
     let denied = stack.kubectl().args(["--kubeconfig", kubeconfig, "get", "nodes"]).output().expect("kubectl runs");
@@ -639,6 +662,8 @@ async fn the_operator_works_with_only_the_charts_rbac() {
             ("MYSIMBDP_LEADER_ELECTION_NAMESPACE", &ns),
             ("MYSIMBDP_LEADER_ELECTION_LEASE_NAME", &release),
             ("MYSIMBDP_LEADER_ELECTION_RETRY_PERIOD", "500ms"),
+            ("MYSIMBDP_TENANT_OWNER_ROLE", &format!("{release}-tenant-owner")),
+            ("MYSIMBDP_TENANT_VIEWER_ROLE", &format!("{release}-tenant-viewer")),
         ],
     );
     wait_for("the operator to hold its lease", Duration::from_secs(30), || async {

@@ -109,6 +109,13 @@ pub struct PlatformArgs {
     #[arg(long, env = "MYSIMBDP_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
 
+    /// The ClusterRole (made by the chart) a Tenant's spec.owners are bound to in its namespace;
+    /// the operator needs the `bind` verb on it.
+    #[arg(long, env = "MYSIMBDP_TENANT_OWNER_ROLE", default_value = mysimbdp_api::constants::TENANT_OWNER_ROLE)]
+    pub tenant_owner_role: String,
+    /// The ClusterRole a Tenant's spec.viewers are bound to in its namespace.
+    #[arg(long, env = "MYSIMBDP_TENANT_VIEWER_ROLE", default_value = mysimbdp_api::constants::TENANT_VIEWER_ROLE)]
+    pub tenant_viewer_role: String,
     /// Serve the tenant API (tenant.mysimbdp.io: staging and records for tenants' owners,
     /// behind the API server's aggregation layer) on this address; off when unset.
     #[arg(long, env = "MYSIMBDP_TENANT_API_ADDR")]
@@ -246,6 +253,8 @@ impl PlatformArgs {
             default_app_memory: self.app_default_memory.clone(),
             egress,
             platform_topic_partitions: 1,
+            owner_role: self.tenant_owner_role.clone(),
+            viewer_role: self.tenant_viewer_role.clone(),
         }
     }
 

@@ -26,6 +26,17 @@ Names, labels and the pieces both operator Deployments share.
 {{- printf "%s-monitor" (include "mysimbdp.fullname" . | trunc 55 | trimSuffix "-") }}
 {{- end }}
 
+{{/* The tenant roles, named after the release (cluster-wide, so two releases never collide). */}}
+{{- define "mysimbdp.ownerRole" -}}
+{{- printf "%s-tenant-owner" (include "mysimbdp.fullname" . | trunc 48 | trimSuffix "-") }}
+{{- end }}
+{{- define "mysimbdp.viewerRole" -}}
+{{- printf "%s-tenant-viewer" (include "mysimbdp.fullname" . | trunc 48 | trimSuffix "-") }}
+{{- end }}
+{{- define "mysimbdp.adminRole" -}}
+{{- printf "%s-platform-admin" (include "mysimbdp.fullname" . | trunc 48 | trimSuffix "-") }}
+{{- end }}
+
 {{/* Labels every object carries. */}}
 {{- define "mysimbdp.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -315,6 +326,10 @@ spec:
         - name: MYSIMBDP_TENANT_API_KEY
           value: /etc/mysimbdp/tenant-api/tls.key
         {{- end }}
+        - name: MYSIMBDP_TENANT_OWNER_ROLE
+          value: {{ include "mysimbdp.ownerRole" $root | quote }}
+        - name: MYSIMBDP_TENANT_VIEWER_ROLE
+          value: {{ include "mysimbdp.viewerRole" $root | quote }}
         - name: MYSIMBDP_SIDECAR_IMAGE
           value: {{ include "mysimbdp.sidecarImage" $root | quote }}
         - name: MYSIMBDP_STREAM_RESYNC

@@ -135,6 +135,16 @@ pub enum Rejection {
         /// Its format.
         format: &'static str,
     },
+    /// The entry is not a regular file; it was neither opened nor followed.
+    #[error(
+        "`{file}` is {kind}, not a regular file; the platform never follows links nor opens special files: stage the file itself"
+    )]
+    NotRegular {
+        /// The entry's name.
+        file: String,
+        /// What it is.
+        kind: &'static str,
+    },
 }
 
 fn list(items: &[String]) -> String {

@@ -100,7 +100,11 @@ impl Manager {
             reason: None,
             filed: false,
         };
-        let decision = match checks::check_listing(&name, rules, &file.name, file.size) {
+        let listed = match file.not_regular {
+            Some(kind) => Err(Rejection::NotRegular { file: file.name.clone(), kind }),
+            None => checks::check_listing(&name, rules, &file.name, file.size),
+        };
+        let decision = match listed {
             Err(rejection) => Err(rejection),
             Ok(()) => {
                 let content = self.ctx.staging.read(&incoming).await?;

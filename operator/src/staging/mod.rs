@@ -57,6 +57,9 @@ pub struct StagedFile {
     pub size: u64,
     /// When it last changed.
     pub modified: Timestamp,
+    /// What it is when it is not a regular file (`a symbolic link`, `a directory`, ...): such an
+    /// entry is refused without ever being opened or followed.
+    pub not_regular: Option<&'static str>,
 }
 
 /// Where a file is: `<tenant>/incoming/<name>`, or `<tenant>/<state>/<id>/<name>` once the

@@ -109,6 +109,77 @@ impl ObjectStaging {
     }
 }
 
+/// The entries of a local `incoming/` folder, each looked at without following it: regular
+/// files as they are, anything else (a symbolic link, a directory, a FIFO, a socket, a device)
+/// marked for refusal.
+fn list_local(folder: &std::path::Path) -> Result<Vec<StagedFile>> {
+    let io = |operation: &'static str| {
+        let path = folder.display().to_string();
+        move |source| StagingError::Io { operation, path, source }
+    };
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("list")(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io("list"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_partial_upload(&name) {
+            continue;
+        }
+        // DirEntry::metadata does not follow a symbolic link.
+        let meta = entry.metadata().map_err(io("look at an entry of"))?;
+        let kind = meta.file_type();
+        let not_regular = if kind.is_file() {
+            None
+        } else if kind.is_symlink() {
+            Some("a symbolic link")
+        } else if kind.is_dir() {
+            Some("a directory")
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            Some(if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_socket() {
+                "a socket"
+            } else if kind.is_block_device() || kind.is_char_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            })
+        };
+        let modified = meta.modified().ok().and_then(|m| Timestamp::try_from(m).ok()).unwrap_or_else(Timestamp::now);
+        let size = if not_regular.is_some() { 0 } else { meta.len() };
+        files.push(StagedFile { name, size, modified, not_regular });
+    }
+    files.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
+    Ok(files)
+}
+
+/// A local staged file's content, opened without following a link and only when it is a regular
+/// file (it may have been swapped since it was listed).
+async fn read_local(path: &std::path::Path) -> Result<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let io = |operation: &'static str| {
+        let shown = path.display().to_string();
+        move |source| StagingError::Io { operation, path: shown, source }
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .map_err(io("open"))?;
+    if !file.metadata().await.map_err(io("look at"))?.is_file() {
+        return Err(io("read")(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
+    }
+    let mut content = Vec::new();
+    file.read_to_end(&mut content).await.map_err(io("read"))?;
+    Ok(Bytes::from(content))
+}
+
 /// The time `object_store` reports, as the timestamp type the rest of the operator uses.
 fn timestamp(time: chrono::DateTime<chrono::Utc>) -> Timestamp {
     Timestamp::from_millisecond(time.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -155,6 +226,9 @@ impl Staging for ObjectStaging {
     }
 
     async fn list_incoming(&self, tenant: &str) -> Result<Vec<StagedFile>> {
+        if let Some(root) = &self.local_root {
+            return list_local(&root.join(tenant).join(FileState::Incoming.dir()));
+        }
         let prefix = Path::from(format!("{tenant}/incoming"));
         let listed = self.store.list_with_delimiter(Some(&prefix)).await;
         let listing = match listed {
@@ -171,6 +245,7 @@ impl Staging for ObjectStaging {
                     name,
                     size: o.size,
                     modified: timestamp(o.last_modified),
+                    not_regular: None,
                 })
             })
             .collect();
@@ -245,12 +320,31 @@ impl Staging for ObjectStaging {
     }
 
     async fn read(&self, location: &Location) -> Result<Bytes> {
+        if let Some(root) = &self.local_root {
+            return read_local(&root.join(location.path())).await;
+        }
         let path = Path::from(location.path());
         let got = self.store.get(&path).await.map_err(Self::store_err("read", path.as_ref()))?;
         got.bytes().await.map_err(Self::store_err("read", path.as_ref()))
     }
 
     async fn move_file(&self, from: &Location, to: &Location) -> Result<()> {
+        if let Some(root) = &self.local_root {
+            // A rename moves the entry itself, whatever it is (a link, not its target).
+            let (source, target) = (root.join(from.path()), root.join(to.path()));
+            if let Some(folder) = target.parent() {
+                std::fs::create_dir_all(folder).map_err(|source| StagingError::Io {
+                    operation: "create",
+                    path: folder.display().to_string(),
+                    source,
+                })?;
+            }
+            return std::fs::rename(&source, &target).map_err(|e| StagingError::Io {
+                operation: "move",
+                path: source.display().to_string(),
+                source: e,
+            });
+        }
         let (source, target) = (Path::from(from.path()), Path::from(to.path()));
         self.store.rename(&source, &target).await.map_err(Self::store_err("move", source.as_ref()))
     }
@@ -343,6 +437,47 @@ mod tests {
         staging.delete_area("acme-air").await.unwrap();
         assert!(!root.join("acme-air").exists());
         staging.delete_area("acme-air").await.unwrap();
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn entries_that_are_not_regular_files_are_marked_never_read_and_moved_as_they_are() {
+        let root = root().with_extension("special");
+        let staging = ObjectStaging::open(&format!("file://{}", root.display())).unwrap();
+        staging.ensure_area("acme-air").await.unwrap();
+        let incoming = root.join("acme-air/incoming");
+        let secret = root.join("host-secret");
+        std::fs::write(&secret, "not the tenant's").unwrap();
+        std::os::unix::fs::symlink(&secret, incoming.join("link.csv")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", incoming.join("dangling.csv")).unwrap();
+        std::fs::create_dir(incoming.join("folder.csv")).unwrap();
+        nix::unistd::mkfifo(&incoming.join("fifo.csv"), nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+            .unwrap();
+        std::fs::write(incoming.join("plain.csv"), "a\n").unwrap();
+
+        let mut listed: Vec<(String, Option<&str>)> =
+            staging.list_incoming("acme-air").await.unwrap().into_iter().map(|f| (f.name, f.not_regular)).collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                ("dangling.csv".to_owned(), Some("a symbolic link")),
+                ("fifo.csv".to_owned(), Some("a FIFO")),
+                ("folder.csv".to_owned(), Some("a directory")),
+                ("link.csv".to_owned(), Some("a symbolic link")),
+                ("plain.csv".to_owned(), None),
+            ]
+        );
+        // Reading a link or a FIFO fails at once (no follow, no block).
+        for name in ["link.csv", "fifo.csv", "folder.csv"] {
+            assert!(staging.read(&Location::incoming("acme-air", name)).await.is_err(), "{name} was read");
+        }
+        // Moving the link moves the link, not what it points at.
+        let from = Location::incoming("acme-air", "link.csv");
+        let to = from.moved(FileState::Rejected, "id1");
+        staging.move_file(&from, &to).await.unwrap();
+        assert!(std::fs::symlink_metadata(root.join(to.path())).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "not the tenant's");
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -32,7 +32,7 @@ use kube::{
 };
 use mysimbdp_api::{
     Tenant, TenantStatus,
-    constants::{FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, TENANT_FINALIZER, TENANT_OWNER_ROLE, TENANT_VIEWER_ROLE},
+    constants::{FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, TENANT_FINALIZER},
     tenant::OffboardingPolicy,
 };
 use serde_json::json;
@@ -294,9 +294,9 @@ async fn apply_namespace(ctx: &Context, tenant: &Tenant, names: &TenantNames) ->
     )
     .await?;
     k8s::apply(&Api::<ServiceAccount>::namespaced(client.clone(), ns), &plan::service_account(tenant, names)).await?;
-    for role in [TENANT_OWNER_ROLE, TENANT_VIEWER_ROLE] {
-        k8s::apply(&Api::<RoleBinding>::namespaced(client.clone(), ns), &plan::role_binding(tenant, names, role))
-            .await?;
+    for access in [plan::Access::Owners, plan::Access::Viewers] {
+        let binding = plan::role_binding(tenant, names, access, &ctx.platform);
+        k8s::apply(&Api::<RoleBinding>::namespaced(client.clone(), ns), &binding).await?;
     }
     Ok(())
 }

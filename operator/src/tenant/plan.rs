@@ -22,7 +22,7 @@ use mysimbdp_api::{
     Tenant,
     constants::{
         LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TENANT, MANAGED_BY, PART_OF,
-        TENANT_OWNER_ROLE,
+        TENANT_OWNER_ROLE, TENANT_VIEWER_ROLE,
     },
     quantity::PositiveQuantity,
     tenant::SubjectKind,
@@ -50,6 +50,19 @@ pub struct Platform {
     pub egress: Vec<Egress>,
     /// Partitions of the per-tenant topics the platform itself uses (reports, dead letters).
     pub platform_topic_partitions: i32,
+    /// The ClusterRole a tenant's owners are bound to in its namespace (the chart makes it).
+    pub owner_role: String,
+    /// The ClusterRole a tenant's viewers are bound to in its namespace.
+    pub viewer_role: String,
+}
+
+/// Who a tenant's RoleBinding is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `spec.owners`, bound to the platform's owner role.
+    Owners,
+    /// `spec.viewers`, bound to the platform's viewer role.
+    Viewers,
 }
 
 /// An address range and TCP port apps may reach.
@@ -283,11 +296,14 @@ pub fn service_account(tenant: &Tenant, names: &TenantNames) -> ServiceAccount {
     }
 }
 
-/// The RoleBinding of the tenant's owners (`role` [`TENANT_OWNER_ROLE`]) or viewers
-/// ([`TENANT_VIEWER_ROLE`]) in its namespace, named after the role; with no subject when the
-/// tenant names none, so that removing the last one removes its access.
-pub fn role_binding(tenant: &Tenant, names: &TenantNames, role: &str) -> RoleBinding {
-    let subjects = if role == TENANT_OWNER_ROLE { &tenant.spec.owners } else { &tenant.spec.viewers };
+/// The RoleBinding of the tenant's owners ([`TENANT_OWNER_ROLE`]) or viewers
+/// ([`TENANT_VIEWER_ROLE`]) in its namespace, to the platform's role for them; with no subject
+/// when the tenant names none, so that removing the last one removes its access.
+pub fn role_binding(tenant: &Tenant, names: &TenantNames, access: Access, platform: &Platform) -> RoleBinding {
+    let (name, role, subjects) = match access {
+        Access::Owners => (TENANT_OWNER_ROLE, &platform.owner_role, &tenant.spec.owners),
+        Access::Viewers => (TENANT_VIEWER_ROLE, &platform.viewer_role, &tenant.spec.viewers),
+    };
     let subjects: Vec<RbacSubject> = subjects
         .iter()
         .map(|s| RbacSubject {
@@ -303,11 +319,11 @@ pub fn role_binding(tenant: &Tenant, names: &TenantNames, role: &str) -> RoleBin
         })
         .collect();
     RoleBinding {
-        metadata: object_meta(tenant, names, role, Some(&names.namespace), "tenant-access"),
+        metadata: object_meta(tenant, names, name, Some(&names.namespace), "tenant-access"),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "ClusterRole".into(),
-            name: role.into(),
+            name: role.clone(),
         },
         subjects: Some(subjects),
     }
@@ -376,6 +392,8 @@ mod tests {
             default_app_memory: "256Mi".parse().unwrap(),
             egress: vec![Egress { cidr: "127.0.0.1/32".into(), port: 19092 }],
             platform_topic_partitions: 1,
+            owner_role: TENANT_OWNER_ROLE.into(),
+            viewer_role: TENANT_VIEWER_ROLE.into(),
         }
     }
 
