@@ -31,24 +31,6 @@ const NS: &str = "tenant-fault-air";
 const PREFIX: &str = "faults";
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The platform installed for the test, removed when it ends (also when it fails), so that no
-/// other test meets a second operator.
-struct Platform;
-
-impl Platform {
-    fn install() -> Self {
-        let status = Command::new(Stack::repo_dir().join("e2e/platform.sh")).args(["install", PREFIX]).status();
-        assert!(status.is_ok_and(|s| s.success()), "e2e/platform.sh install failed");
-        Platform
-    }
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        let _ = Command::new(Stack::repo_dir().join("e2e/platform.sh")).arg("uninstall").status();
-    }
-}
-
 fn tenant() -> String {
     format!(
         "apiVersion: mysimbdp.io/v1alpha1
@@ -146,7 +128,7 @@ fn stream_conditions(app: &StreamIngestApp) -> Vec<(String, String, String)> {
 async fn real_pods_fail_and_the_platform_records_why_and_loses_nothing() {
     let stack = Stack::load();
     let client = stack.kube_client().await;
-    let _platform = Platform::install();
+    let _platform = common::Platform::install(PREFIX);
     let tenants: Api<Tenant> = Api::all(client.clone());
     common::reset(&stack, &tenants, &[TENANT]).await;
     let admin = stack.coredms_admin().await;

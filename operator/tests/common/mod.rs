@@ -15,6 +15,37 @@ use mysimbdp_operator::{
     tenant::names::TenantNames,
 };
 
+/// The platform installed by its chart for a test (e2e/platform.sh: the operator a pod on the
+/// stack's real node, the kubernetes runtime, staging on S3 under `prefix`), removed when the
+/// test ends (also when it fails), so that no other test meets a second operator.
+pub struct Platform;
+
+impl Platform {
+    /// Installs it, or panics.
+    pub fn install(prefix: &str) -> Self {
+        let status =
+            std::process::Command::new(Stack::repo_dir().join("e2e/platform.sh")).args(["install", prefix]).status();
+        assert!(status.is_ok_and(|s| s.success()), "e2e/platform.sh install failed");
+        Platform
+    }
+
+    /// A kubeconfig of user `name`, as the cluster's identity provider would issue one.
+    pub fn user(name: &str) -> String {
+        let output = std::process::Command::new(Stack::repo_dir().join("e2e/platform.sh"))
+            .args(["user", name])
+            .output()
+            .expect("e2e/platform.sh runs");
+        assert!(output.status.success(), "e2e/platform.sh user {name}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Stack::repo_dir().join("e2e/platform.sh")).arg("uninstall").status();
+    }
+}
+
 /// The platform's ledger.
 pub async fn ledger(stack: &Stack) -> Ledger {
     Ledger::open(&stack.coredms_admin().await, "mysimbdp").await.expect("ledger")
