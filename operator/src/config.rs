@@ -109,6 +109,10 @@ pub struct PlatformArgs {
     #[arg(long, env = "MYSIMBDP_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
 
+    /// Whether each tenant namespace holds the staging claim batch runs mount (set from
+    /// --kubernetes-staging-claim; the tenant quota then allows that one claim).
+    #[arg(skip)]
+    pub tenant_staging_claim: bool,
     /// The ClusterRole (made by the chart) a Tenant's spec.owners are bound to in its namespace;
     /// the operator needs the `bind` verb on it.
     #[arg(long, env = "MYSIMBDP_TENANT_OWNER_ROLE", default_value = mysimbdp_api::constants::TENANT_OWNER_ROLE)]
@@ -253,6 +257,7 @@ impl PlatformArgs {
             default_app_memory: self.app_default_memory.clone(),
             egress,
             platform_topic_partitions: 1,
+            staging_claim: self.tenant_staging_claim,
             owner_role: self.tenant_owner_role.clone(),
             viewer_role: self.tenant_viewer_role.clone(),
         }

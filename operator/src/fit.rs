@@ -150,6 +150,7 @@ mod tests {
             default_app_memory: "256Mi".parse().unwrap(),
             egress: vec![],
             platform_topic_partitions: 1,
+            staging_claim: false,
             owner_role: mysimbdp_api::constants::TENANT_OWNER_ROLE.into(),
             viewer_role: mysimbdp_api::constants::TENANT_VIEWER_ROLE.into(),
         }

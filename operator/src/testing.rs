@@ -241,6 +241,7 @@ pub fn platform() -> Platform {
         default_app_memory: "256Mi".parse().expect("a quantity"),
         egress: Vec::new(),
         platform_topic_partitions: 1,
+        staging_claim: false,
         owner_role: mysimbdp_api::constants::TENANT_OWNER_ROLE.into(),
         viewer_role: mysimbdp_api::constants::TENANT_VIEWER_ROLE.into(),
     }

@@ -60,6 +60,7 @@ async fn a_run_is_a_restricted_job_that_completes_on_a_fake_node() {
         credentials_secret: "mysimbdp-credentials".into(),
         service_account: "mysimbdp-app".into(),
         timeout: Duration::from_secs(600),
+        files: Vec::new(),
     };
     runtime.start(&spec).await.expect("the Job is admitted under the restricted profile");
     runtime.start(&spec).await.expect("starting the same run again is harmless");

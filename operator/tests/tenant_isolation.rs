@@ -671,10 +671,10 @@ async fn each_owner_runs_their_tenant_and_nothing_of_the_other() {
             Outcome::Refused(_) => !attempt.owner_may(),
             Outcome::Failed(_) => false,
         };
-        let other_ok = match (other, attempt.other(ferretdb)) {
-            (Outcome::Refused(_), _) | (Outcome::Done(_), Other::KnownLimit) => true,
-            _ => false,
-        };
+        let other_ok = matches!(
+            (other, attempt.other(ferretdb)),
+            (Outcome::Refused(_), _) | (Outcome::Done(_), Other::KnownLimit)
+        );
         if !own_ok {
             wrong.push(format!("{attempt:?} by {A}'s owner: {}", own.detail()));
         }

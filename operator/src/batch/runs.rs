@@ -270,8 +270,10 @@ impl Manager {
         // Links to the run's files (and to no other) last as long as the run may, and a margin.
         let valid_for = app.spec.timeout.get().saturating_add(LINK_MARGIN);
         let mut inputs: Vec<InputFile> = Vec::with_capacity(files.len());
+        let mut paths = Vec::with_capacity(files.len());
         for f in &files {
             let location = Location::incoming(&f.tenant, &f.name).moved(FileState::Processing, &f.id);
+            paths.push(location.path());
             inputs.push(InputFile {
                 url: self.ctx.staging.app_url(&location, valid_for).await?,
                 name: f.name.clone(),
@@ -308,6 +310,7 @@ impl Manager {
             credentials_secret: CREDENTIALS_SECRET.into(),
             service_account: APP_SERVICE_ACCOUNT.into(),
             timeout: app.spec.timeout.get(),
+            files: paths,
         };
         let started = now_bson();
         self.touch(&names.namespace, &app_name);

@@ -76,7 +76,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Tenant namespaces hold the staging claim when runs mount it.
+    cli.platform.tenant_staging_claim = cli.batch.kubernetes_staging_claim.is_some();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,tower=warn"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match cli.log_format {

@@ -64,13 +64,22 @@ impl KubernetesRuntime {
         let mut container = pod::app_container(&spec.container, env, &spec.credentials_secret);
         container.termination_message_path = Some(TERMINATION_LOG.into());
         container.termination_message_policy = Some("FallbackToLogsOnError".into());
+        // Each of the run's files is mounted alone (a subPath of the claim) where its URL says:
+        // the run sees its own files, never the rest of the store.
         let volumes = self.staging_claim.as_ref().map(|claim| {
-            container.volume_mounts = Some(vec![VolumeMount {
-                name: "staging".into(),
-                mount_path: self.staging_path.clone(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            }]);
+            let root = self.staging_path.trim_end_matches('/');
+            container.volume_mounts = Some(
+                spec.files
+                    .iter()
+                    .map(|path| VolumeMount {
+                        name: "staging".into(),
+                        mount_path: format!("{root}/{path}"),
+                        sub_path: Some(path.clone()),
+                        read_only: Some(true),
+                        ..VolumeMount::default()
+                    })
+                    .collect(),
+            );
             vec![Volume {
                 name: "staging".into(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -202,5 +211,67 @@ impl Runtime for KubernetesRuntime {
 
     async fn forget(&self, _namespace: &str, _id: &str) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use super::*;
+
+    fn spec(files: &[&str]) -> RunSpec {
+        RunSpec {
+            id: "flights-1".into(),
+            tenant: "acme-air".into(),
+            namespace: "tenant-acme-air".into(),
+            app: "flights".into(),
+            app_uid: "u1".into(),
+            container: serde_json::from_value(serde_json::json!({"image": "app:1", "command": ["ingest"]})).unwrap(),
+            env: BTreeMap::new(),
+            credentials_secret: "mysimbdp-credentials".into(),
+            service_account: "mysimbdp-app".into(),
+            timeout: Duration::from_secs(60),
+            files: files.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_mounts_its_own_files_and_nothing_else_of_the_staging_volume() {
+        let api = crate::testing::FakeApiServer::default();
+        let runtime = KubernetesRuntime::new(
+            api.client(),
+            Some("staging".into()),
+            "/var/lib/mysimbdp/staging/".into(),
+            BTreeMap::new(),
+            Default::default(),
+        );
+        let job = runtime.job(&spec(&["acme-air/processing/f1/a.csv", "acme-air/processing/f2/b.csv"]));
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let mounts: Vec<(String, Option<String>, Option<bool>)> = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.mount_path, m.sub_path, m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (
+                    "/var/lib/mysimbdp/staging/acme-air/processing/f1/a.csv".to_owned(),
+                    Some("acme-air/processing/f1/a.csv".to_owned()),
+                    Some(true)
+                ),
+                (
+                    "/var/lib/mysimbdp/staging/acme-air/processing/f2/b.csv".to_owned(),
+                    Some("acme-air/processing/f2/b.csv".to_owned()),
+                    Some(true)
+                ),
+            ]
+        );
+        let without = KubernetesRuntime::new(api.client(), None, "/s".into(), BTreeMap::new(), Default::default());
+        let pod = without.job(&spec(&["acme-air/processing/f1/a.csv"])).spec.unwrap().template.spec.unwrap();
+        assert!(pod.volumes.is_none() && pod.containers[0].volume_mounts.is_none(), "no volume without a claim");
     }
 }

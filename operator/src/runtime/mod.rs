@@ -40,6 +40,9 @@ pub struct RunSpec {
     pub service_account: String,
     /// The run is stopped after this long.
     pub timeout: Duration,
+    /// Where the run's files are in the staging store (`<tenant>/processing/<id>/<name>`):
+    /// with a staging volume, each is mounted alone, so a run sees its own files and no other.
+    pub files: Vec<String>,
 }
 
 /// How a run ended.

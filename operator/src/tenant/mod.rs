@@ -285,7 +285,11 @@ async fn apply_namespace(ctx: &Context, tenant: &Tenant, names: &TenantNames) ->
     let client = &ctx.client;
     k8s::apply(&Api::<Namespace>::all(client.clone()), &plan::namespace(tenant, names)).await?;
     let ns = names.namespace.as_str();
-    k8s::apply(&Api::<ResourceQuota>::namespaced(client.clone(), ns), &plan::resource_quota(tenant, names)).await?;
+    k8s::apply(
+        &Api::<ResourceQuota>::namespaced(client.clone(), ns),
+        &plan::resource_quota(tenant, names, &ctx.platform),
+    )
+    .await?;
     k8s::apply(&Api::<LimitRange>::namespaced(client.clone(), ns), &plan::limit_range(tenant, names, &ctx.platform))
         .await?;
     k8s::apply(

@@ -50,6 +50,9 @@ pub struct Platform {
     pub egress: Vec<Egress>,
     /// Partitions of the per-tenant topics the platform itself uses (reports, dead letters).
     pub platform_topic_partitions: i32,
+    /// Whether the platform puts the staging claim batch runs mount in each tenant namespace
+    /// (the quota allows that one claim; tenants cannot create claims).
+    pub staging_claim: bool,
     /// The ClusterRole a tenant's owners are bound to in its namespace (the chart makes it).
     pub owner_role: String,
     /// The ClusterRole a tenant's viewers are bound to in its namespace.
@@ -206,8 +209,8 @@ pub fn namespace_is_ours(existing: &Namespace, names: &TenantNames) -> bool {
 
 /// The quota that fences the tenant's apps in: compute from the agreement, pods for its batch
 /// runs and stream replicas (plus room for a rolling update), and nothing that exposes or
-/// stores anything (services, volumes).
-pub fn resource_quota(tenant: &Tenant, names: &TenantNames) -> ResourceQuota {
+/// stores anything (services, volumes; the platform's staging claim aside, when runs mount one).
+pub fn resource_quota(tenant: &Tenant, names: &TenantNames, platform: &Platform) -> ResourceQuota {
     let compute = &tenant.spec.agreement.compute;
     let pods = compute.max_concurrent_batch_runs + compute.max_stream_replicas + 2;
     let hard = BTreeMap::from([
@@ -217,7 +220,7 @@ pub fn resource_quota(tenant: &Tenant, names: &TenantNames) -> ResourceQuota {
         ("limits.memory".to_owned(), Quantity(compute.memory.to_string())),
         ("pods".to_owned(), Quantity(pods.to_string())),
         ("services".to_owned(), Quantity("0".into())),
-        ("persistentvolumeclaims".to_owned(), Quantity("0".into())),
+        ("persistentvolumeclaims".to_owned(), Quantity(u8::from(platform.staging_claim).to_string())),
     ]);
     ResourceQuota {
         metadata: object_meta(tenant, names, "mysimbdp-quota", Some(&names.namespace), "tenant-quota"),
@@ -392,6 +395,7 @@ mod tests {
             default_app_memory: "256Mi".parse().unwrap(),
             egress: vec![Egress { cidr: "127.0.0.1/32".into(), port: 19092 }],
             platform_topic_partitions: 1,
+            staging_claim: false,
             owner_role: TENANT_OWNER_ROLE.into(),
             viewer_role: TENANT_VIEWER_ROLE.into(),
         }
@@ -453,7 +457,7 @@ coredms: {storageQuota: 1Gi}";
         assert!(namespace_is_ours(&ns, &names));
         assert_eq!(ns.metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
 
-        let quota = resource_quota(&t, &names).spec.unwrap().hard.unwrap();
+        let quota = resource_quota(&t, &names, &platform()).spec.unwrap().hard.unwrap();
         assert_eq!(quota["limits.cpu"], Quantity("2".into()));
         assert_eq!(quota["pods"], Quantity("7".into()));
         assert_eq!(quota["services"], Quantity("0".into()));
