@@ -44,7 +44,7 @@ unit: ## Tests that need no servers
 integration: ## Tests against the running local stack (real Kubernetes, Kafka and coredms)
 	cargo build --locked --workspace --bins
 	e2e/stack/images.sh build
-	source "$(ENV_FILE)" && cargo test --locked --workspace --tests -- --test-threads=$(TEST_THREADS)
+	source "$(ENV_FILE)" && cargo test --locked --workspace --tests --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 .PHONY: images
 images: ## Build the operator, sidecar and sample apps' images from target/debug into the real node's containerd (no registry)

@@ -618,8 +618,13 @@ async fn each_owner_runs_their_tenant_and_nothing_of_the_other() {
     std::fs::write(&mine, "id,value\n1,own\n").expect("alice's file");
     let rejected = std::env::temp_dir().join("read_2.txt");
     std::fs::write(&rejected, "not, a, name the agreement allows\n").expect("alice's bad file");
-    cli(&alice, &["upload", "--tenant", A, mine.to_str().expect("UTF-8"), rejected.to_str().expect("UTF-8")])
-        .expect("alice stages her files");
+    // A name the store cannot hold is refused with its reason; the files after it are staged.
+    let partial = std::env::temp_dir().join("read_3.csv.part");
+    std::fs::write(&partial, "id,value\n3,never staged\n").expect("alice's oddly named file");
+    let paths = [&mine, &partial, &rejected].map(|p| p.to_str().expect("UTF-8").to_owned());
+    let upload = cli(&alice, &["upload", "--tenant", A, &paths[0], &paths[1], &paths[2]]);
+    let output = upload.expect_err("an upload with a refused file fails");
+    assert!(output.contains("read_3.csv.part") && output.contains("partial upload"), "{output}");
     let read = settled_file(&ledger, A, "read_1.csv").await;
     assert_eq!(
         read.status,
