@@ -18,6 +18,9 @@
 #   coredms_psql    psql as the platform's PostgreSQL superuser
 # Run directly: bash e2e/stack/coredms.sh up|down|status|env|build
 
+# The stack's CA and certificates, also when this file is sourced without stack.sh (tests do).
+declare -F tls_server_cert >/dev/null || . "$STACK_DIR/tls.sh"
+
 COREDMS_ADMIN_USER=mysimbdp_admin
 COREDMS_DATABASE=ferretdb
 # The MongoDB driver used for health checks and tests, pinned; installed from PyPI.

@@ -30,6 +30,9 @@
 # CLIENT listener has no unauthenticated path at all: a client that does not complete the
 # SCRAM exchange is disconnected, so ANONYMOUS never appears and gets nothing.
 
+# The stack's CA and certificates, also when this file is sourced without stack.sh (tests do).
+declare -F tls_server_cert >/dev/null || . "$STACK_DIR/tls.sh"
+
 KAFKA_ADMIN_USER="admin"
 KAFKA_CONTROLLER_USER="controller"
 
