@@ -131,6 +131,19 @@ impl Stack {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The stack's staging bucket, as the S3 store's admin.
+    pub fn s3_admin_store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.var("MYSIMBDP_S3_ENDPOINT"))
+            .with_allow_http(true)
+            .with_region(self.var("MYSIMBDP_S3_REGION"))
+            .with_bucket_name(self.var("MYSIMBDP_S3_BUCKET"))
+            .with_access_key_id(self.var("MYSIMBDP_S3_ACCESS_KEY_ID"))
+            .with_secret_access_key(self.var("MYSIMBDP_S3_SECRET_ACCESS_KEY"))
+            .build()
+            .expect("the stack's S3 store")
+    }
+
     /// A Kubernetes client of the local control plane, as its admin.
     pub async fn kube_client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.var("KUBECONFIG")).expect("the stack's kubeconfig");

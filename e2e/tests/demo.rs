@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
 
-use object_store::{ObjectMeta, ObjectStore, aws::AmazonS3Builder, path::Path as ObjectPath};
+use object_store::{ObjectMeta, ObjectStore, path::Path as ObjectPath};
 
 use futures::StreamExt;
 use mongodb::bson::{Document, doc};
@@ -128,15 +128,7 @@ async fn the_demo_ingests_both_tenants_and_keeps_what_it_refuses() {
         assert!(why.contains(reason), "{name}: {why}");
     }
     // Every refused file is kept in the staging store with its reason beside it.
-    let store = AmazonS3Builder::new()
-        .with_endpoint(stack.var("MYSIMBDP_S3_ENDPOINT"))
-        .with_allow_http(true)
-        .with_region(stack.var("MYSIMBDP_S3_REGION"))
-        .with_bucket_name(stack.var("MYSIMBDP_S3_BUCKET"))
-        .with_access_key_id(stack.var("MYSIMBDP_S3_ACCESS_KEY_ID"))
-        .with_secret_access_key(stack.var("MYSIMBDP_S3_SECRET_ACCESS_KEY"))
-        .build()
-        .expect("the stack's S3 store");
+    let store = stack.s3_admin_store();
     let listed: Vec<ObjectMeta> = store
         .list(Some(&ObjectPath::from("demo/acme-air/rejected")))
         .collect::<Vec<_>>()

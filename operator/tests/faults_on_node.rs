@@ -22,7 +22,7 @@ use mongodb::bson::{Document, doc};
 use mysimbdp_api::{BatchIngestApp, StreamIngestApp, Tenant};
 use mysimbdp_e2e::{Stack, sample_data, wait_for};
 use mysimbdp_operator::batch::ledger::FileStatus;
-use object_store::{ObjectStoreExt, PutPayload, aws::AmazonS3Builder, path::Path as ObjectPath};
+use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 
 mod common;
 
@@ -149,15 +149,7 @@ async fn real_pods_fail_and_the_platform_records_why_and_loses_nothing() {
     common::apply(&stack, &stream_app("steady", "registry.example.com/nimbus/weather-ingest:0.1.0", 2));
 
     // Each batch app gets one small file, staged as the platform team stages them.
-    let store = AmazonS3Builder::new()
-        .with_endpoint(stack.var("MYSIMBDP_S3_ENDPOINT"))
-        .with_allow_http(true)
-        .with_region(stack.var("MYSIMBDP_S3_REGION"))
-        .with_bucket_name(stack.var("MYSIMBDP_S3_BUCKET"))
-        .with_access_key_id(stack.var("MYSIMBDP_S3_ACCESS_KEY_ID"))
-        .with_secret_access_key(stack.var("MYSIMBDP_S3_SECRET_ACCESS_KEY"))
-        .build()
-        .expect("the stack's S3 store");
+    let store = stack.s3_admin_store();
     let names = ["hungry_1.csv", "sleepy_1.csv", "phantom_1.csv"];
     for (i, name) in names.iter().enumerate() {
         let content = format!("id,value\n{i},{name}\n");
